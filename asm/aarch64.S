@@ -1,0 +1,383 @@
+/*
+ * gstack trampolines for aarch64 (AAPCS64, ELF).
+ *
+ * Saved context (struct Context, arch/aarch64.rs; offsets from gstack_abi.h)
+ *
+ *   offset  field     holds
+ *   ------  --------  -------------------------------------------------------
+ *     0     sp        sp the code resumes with (the caller's sp)
+ *     8     pc        where it resumes (a return address, or gs_goentry)
+ *    16     fp        x29 (frame-record chain; 0 terminates it)
+ *    24     x19       callee-saved   (a new goroutine: its entry function)
+ *    32     x20       callee-saved   (a new goroutine: its G)
+ *    40..96 x21..x28  callee-saved
+ *   104     d8        callee-saved (low 64 bits of v8; AAPCS64 5.1.2)
+ *   112..160 d9..d15  callee-saved
+ *   168     (size)
+ *
+ * A new goroutine's context: sp = top of its stack (16-byte aligned),
+ * pc = gs_goentry, fp = 0, x19 = the entry function, x20 = the G.
+ *
+ * What AAPCS64 says a call preserves, and therefore all that a switch must
+ * save: x19-x28, x29 (fp), sp, and the low 64 bits of v8-v15.  x30 (lr) is
+ * the return address: we save it as pc.  x18 is the platform register and
+ * is never touched.
+ *
+ * Branch protection: every global routine begins with `bti c` (encoded as
+ * `hint #34`, a no-op on cores without BTI), because C and Rust reach them
+ * through `blr`.  Jumps to a saved pc use `ret xN`, which BTI does not
+ * check (a saved pc is a return address, which has no landing pad).
+ * Indirect tail calls go through x16 so that a `bti c` landing pad accepts
+ * them.  The object is marked BTI-compatible in .note.gnu.property.
+ *
+ * G fields used: stack_lo 0, stack_hi 8, m 24, sched 32 (a Context).
+ * M fields used: g0 0.  The Rust side asserts all of these at compile time.
+ */
+
+#include "../include/gstack_abi.h"
+
+#define BTI_C hint #34
+
+        .text
+
+/* Store x19-x28, x29 and d8-d15 at [base + off]. */
+.macro SAVE_CALLEE base, off
+        stp     x19, x20, [\base, #(\off + GS_CTX_X19)]
+        stp     x21, x22, [\base, #(\off + GS_CTX_X21)]
+        stp     x23, x24, [\base, #(\off + GS_CTX_X23)]
+        stp     x25, x26, [\base, #(\off + GS_CTX_X25)]
+        stp     x27, x28, [\base, #(\off + GS_CTX_X27)]
+        stp     d8,  d9,  [\base, #(\off + GS_CTX_D8)]
+        stp     d10, d11, [\base, #(\off + GS_CTX_D10)]
+        stp     d12, d13, [\base, #(\off + GS_CTX_D12)]
+        stp     d14, d15, [\base, #(\off + GS_CTX_D14)]
+        str     x29, [\base, #(\off + GS_CTX_FP)]
+.endm
+
+/*
+ * void gs_gogo(const Context *ctx)  -- never returns
+ *
+ * Restores every saved register and continues at ctx->pc with
+ * sp = ctx->sp.  Relies on: ctx was filled by gs_mcall / gs_swapcontext /
+ * the new-goroutine setup, and the stack it names is still that context's
+ * live stack (copystack rewrites sp and fp when it moves the stack).
+ */
+        .globl  gs_gogo
+        .type   gs_gogo, %function
+        .p2align 4
+gs_gogo:
+        .cfi_startproc
+        BTI_C
+        ldp     x19, x20, [x0, #GS_CTX_X19]
+        ldp     x21, x22, [x0, #GS_CTX_X21]
+        ldp     x23, x24, [x0, #GS_CTX_X23]
+        ldp     x25, x26, [x0, #GS_CTX_X25]
+        ldp     x27, x28, [x0, #GS_CTX_X27]
+        ldp     d8,  d9,  [x0, #GS_CTX_D8]
+        ldp     d10, d11, [x0, #GS_CTX_D10]
+        ldp     d12, d13, [x0, #GS_CTX_D12]
+        ldp     d14, d15, [x0, #GS_CTX_D14]
+        ldr     x29, [x0, #GS_CTX_FP]
+        ldr     x9,  [x0, #GS_CTX_SP]
+        mov     sp, x9
+        ldr     x30, [x0, #GS_CTX_PC]
+        ret     x30
+        .cfi_endproc
+        .size   gs_gogo, . - gs_gogo
+
+/*
+ * void gs_swapcontext(Context *save, const Context *to)
+ *
+ * Saves the caller's context in *save (resuming it returns from this
+ * call: pc = lr, sp = the caller's sp) and continues in *to.
+ */
+        .globl  gs_swapcontext
+        .type   gs_swapcontext, %function
+        .p2align 4
+gs_swapcontext:
+        .cfi_startproc
+        BTI_C
+        mov     x9, sp
+        str     x9,  [x0, #GS_CTX_SP]
+        str     x30, [x0, #GS_CTX_PC]
+        SAVE_CALLEE x0, 0
+        mov     x0, x1
+        b       gs_gogo
+        .cfi_endproc
+        .size   gs_swapcontext, . - gs_swapcontext
+
+/*
+ * void gs_mcall(G *g, void (*fn)(G *))
+ *
+ * g must be the goroutine running on this thread, and we must be on its
+ * stack.  Saves the caller's context in g->sched (pc = lr, sp = sp),
+ * switches to the thread's system stack (g->m->g0->sched.sp) with
+ * x29 = 0 -- g0 frames belong to no goroutine -- and calls fn(g).  fn must
+ * not return: it resumes some goroutine with gs_gogo.  When g is resumed
+ * from g->sched, gs_mcall appears to return.
+ *
+ *   g's stack (left as it was)       g0's stack
+ *   | caller's frame   | <- sp       +------------------+ <- g0->sched.sp
+ *   +------------------+             | fn's frame ...   |
+ *   (lr = return address, saved as g->sched.pc)
+ */
+        .globl  gs_mcall
+        .type   gs_mcall, %function
+        .p2align 4
+gs_mcall:
+        .cfi_startproc
+        BTI_C
+        ldr     x9, [x0, #GS_G_M]
+        ldr     x9, [x9, #GS_M_G0]
+        cmp     x9, x0
+        b.eq    1f
+        mov     x10, sp
+        str     x10, [x0, #(GS_G_SCHED + GS_CTX_SP)]
+        str     x30, [x0, #(GS_G_SCHED + GS_CTX_PC)]
+        SAVE_CALLEE x0, GS_G_SCHED
+        ldr     x10, [x9, #(GS_G_SCHED + GS_CTX_SP)]
+        mov     sp, x10
+        mov     x29, #0
+        mov     x30, #0
+        blr     x1
+        /* fn returned: there is nothing to return to. */
+        mov     x0, #0
+        bl      gs_fatal_mcall_returned
+        brk     #0
+1:      bl      gs_fatal_mcall_on_g0
+        brk     #0
+        .cfi_endproc
+        .size   gs_mcall, . - gs_mcall
+
+/*
+ * void gs_systemstack(G *g, void (*fn)(void *), void *arg)
+ *
+ * Runs fn(arg) on the thread's system stack and returns.  g is the
+ * goroutine this thread runs (or g0).  When g is g0, or sp is not inside
+ * g's stack (already on g0 or on the signal stack), fn is tail-called.
+ * fn must not switch goroutines: g's stack stays exactly as it is (it is
+ * not moved while we are away; the old sp lives in x19).
+ *
+ *   g's stack                        g0's stack
+ *   | caller's frame   |             +------------------+ <- g0->sched.sp
+ *   | saved x19        | [sp, #16]   | fn's frame ...   |
+ *   | saved x29, x30   | <- x29 = x19
+ */
+        .globl  gs_systemstack
+        .type   gs_systemstack, %function
+        .p2align 4
+gs_systemstack:
+        .cfi_startproc
+        BTI_C
+        ldr     x9, [x0, #GS_G_M]
+        ldr     x9, [x9, #GS_M_G0]
+        cmp     x9, x0
+        b.eq    1f
+        mov     x10, sp
+        ldr     x11, [x0, #GS_G_STACK_LO]
+        cmp     x10, x11
+        b.lo    1f
+        ldr     x11, [x0, #GS_G_STACK_HI]
+        cmp     x10, x11
+        b.hs    1f
+        stp     x29, x30, [sp, #-32]!
+        .cfi_def_cfa_offset 32
+        .cfi_offset x29, -32
+        .cfi_offset x30, -24
+        mov     x29, sp
+        str     x19, [sp, #16]
+        .cfi_offset x19, -16
+        mov     x19, sp
+        .cfi_def_cfa_register x19
+        ldr     x10, [x9, #(GS_G_SCHED + GS_CTX_SP)]
+        mov     sp, x10
+        mov     x0, x2
+        blr     x1
+        mov     sp, x19
+        .cfi_def_cfa_register sp
+        ldr     x19, [sp, #16]
+        ldp     x29, x30, [sp], #32
+        .cfi_def_cfa_offset 0
+        ret
+1:      mov     x0, x2
+        mov     x16, x1
+        br      x16
+        .cfi_endproc
+        .size   gs_systemstack, . - gs_systemstack
+
+/*
+ * gs_goentry: where every goroutine starts (its initial sched.pc).
+ *
+ * Entered by gs_gogo (via `ret`) with sp = top of the stack (16-byte
+ * aligned), x29 = 0, x19 = entry function, x20 = G.  Calls
+ * fn(g, startargs[0..5]); the return address of that call, gs_goexit_pc,
+ * is the saved lr in the goroutine's entry frame (whose saved x29 is 0).
+ * When fn returns, x20 still holds the G (callee-saved; the G never moves)
+ * and the goroutine is finished on g0.
+ *
+ *   +------------------+ <- stack_hi = sp at fn's first instruction
+ *   | x29 = 0, lr =    | <- fn's frame record after `stp x29, x30, [sp, #-16]!`
+ *   |   gs_goexit_pc   |
+ *   | fn's frame ...   |
+ */
+        .globl  gs_goentry
+        .type   gs_goentry, %function
+        .p2align 4
+gs_goentry:
+        .cfi_startproc
+        .cfi_undefined x30
+        BTI_C
+        mov     x0, x20
+        ldp     x1, x2, [x20, #(GS_G_STARTARGS + 0)]
+        ldp     x3, x4, [x20, #(GS_G_STARTARGS + 16)]
+        ldp     x5, x6, [x20, #(GS_G_STARTARGS + 32)]
+        blr     x19
+        .globl  gs_goexit_pc
+gs_goexit_pc:
+        mov     x0, x20
+        adrp    x1, :got:gs_goexit0
+        ldr     x1, [x1, #:got_lo12:gs_goexit0]
+        bl      gs_mcall
+        brk     #0
+        .cfi_endproc
+        .size   gs_goentry, . - gs_goentry
+
+/*
+ * u64 gs_test_callee_saved(void (*fn)(void *), void *arg, u64 seed)
+ *
+ * Test helper.  Loads x19-x28 with seed+0..seed+9 and d8-d15 with the bit
+ * patterns seed+16..seed+23, calls fn(arg) (which switches goroutines any
+ * number of times), then returns a mask of what changed: bits 0-9
+ * x19..x28, bits 10-17 d8..d15, bit 18 x29.  Restores the caller's
+ * registers before returning.
+ */
+        .globl  gs_test_callee_saved
+        .type   gs_test_callee_saved, %function
+        .p2align 4
+gs_test_callee_saved:
+        .cfi_startproc
+        BTI_C
+        stp     x29, x30, [sp, #-176]!
+        mov     x29, sp
+        stp     x19, x20, [sp, #16]
+        stp     x21, x22, [sp, #32]
+        stp     x23, x24, [sp, #48]
+        stp     x25, x26, [sp, #64]
+        stp     x27, x28, [sp, #80]
+        stp     d8,  d9,  [sp, #96]
+        stp     d10, d11, [sp, #112]
+        stp     d12, d13, [sp, #128]
+        stp     d14, d15, [sp, #144]
+        str     x2,  [sp, #160]
+        mov     x9, x0
+        mov     x0, x1
+        add     x19, x2, #0
+        add     x20, x2, #1
+        add     x21, x2, #2
+        add     x22, x2, #3
+        add     x23, x2, #4
+        add     x24, x2, #5
+        add     x25, x2, #6
+        add     x26, x2, #7
+        add     x27, x2, #8
+        add     x28, x2, #9
+        add     x10, x2, #16
+        fmov    d8, x10
+        add     x10, x2, #17
+        fmov    d9, x10
+        add     x10, x2, #18
+        fmov    d10, x10
+        add     x10, x2, #19
+        fmov    d11, x10
+        add     x10, x2, #20
+        fmov    d12, x10
+        add     x10, x2, #21
+        fmov    d13, x10
+        add     x10, x2, #22
+        fmov    d14, x10
+        add     x10, x2, #23
+        fmov    d15, x10
+        blr     x9
+        ldr     x2, [sp, #160]
+        mov     x0, #0
+        mov     x12, #1
+.macro CHECKX reg, k, bit
+        add     x10, x2, #\k
+        cmp     \reg, x10
+        b.eq    9f
+        orr     x0, x0, #(1 << \bit)
+9:
+.endm
+.macro CHECKD reg, k, bit
+        add     x10, x2, #\k
+        fmov    x11, \reg
+        cmp     x11, x10
+        b.eq    9f
+        orr     x0, x0, #(1 << \bit)
+9:
+.endm
+        CHECKX  x19, 0, 0
+        CHECKX  x20, 1, 1
+        CHECKX  x21, 2, 2
+        CHECKX  x22, 3, 3
+        CHECKX  x23, 4, 4
+        CHECKX  x24, 5, 5
+        CHECKX  x25, 6, 6
+        CHECKX  x26, 7, 7
+        CHECKX  x27, 8, 8
+        CHECKX  x28, 9, 9
+        CHECKD  d8,  16, 10
+        CHECKD  d9,  17, 11
+        CHECKD  d10, 18, 12
+        CHECKD  d11, 19, 13
+        CHECKD  d12, 20, 14
+        CHECKD  d13, 21, 15
+        CHECKD  d14, 22, 16
+        CHECKD  d15, 23, 17
+        mov     x10, sp
+        cmp     x29, x10
+        b.eq    9f
+        orr     x0, x0, #(1 << 18)
+9:      ldp     x19, x20, [sp, #16]
+        ldp     x21, x22, [sp, #32]
+        ldp     x23, x24, [sp, #48]
+        ldp     x25, x26, [sp, #64]
+        ldp     x27, x28, [sp, #80]
+        ldp     d8,  d9,  [sp, #96]
+        ldp     d10, d11, [sp, #112]
+        ldp     d12, d13, [sp, #128]
+        ldp     d14, d15, [sp, #144]
+        ldp     x29, x30, [sp], #176
+        ret
+        .cfi_endproc
+        .size   gs_test_callee_saved, . - gs_test_callee_saved
+
+/*
+ * usize gs_test_sp(void)   Test helper: sp at its own entry (must be
+ * 16-byte aligned: AAPCS64 requires it at every public interface).
+ */
+        .globl  gs_test_sp
+        .type   gs_test_sp, %function
+        .p2align 4
+gs_test_sp:
+        .cfi_startproc
+        BTI_C
+        mov     x0, sp
+        ret
+        .cfi_endproc
+        .size   gs_test_sp, . - gs_test_sp
+
+/* Mark the object BTI-compatible (GNU_PROPERTY_AARCH64_FEATURE_1_AND, BTI bit). */
+        .pushsection .note.gnu.property, "a"
+        .p2align 3
+        .word   4
+        .word   16
+        .word   5
+        .asciz  "GNU"
+        .word   0xc0000000
+        .word   4
+        .word   1
+        .word   0
+        .popsection
+
+        .section .note.GNU-stack, "", %progbits

@@ -1,0 +1,361 @@
+/*
+ * gstack trampolines for x86-64 (System V ABI, ELF).
+ *
+ * Saved context (struct Context, arch/x86_64.rs; offsets from gstack_abi.h)
+ *
+ *   offset  field   holds
+ *   ------  ------  ---------------------------------------------------------
+ *    0      sp      rsp the code resumes with (the caller's rsp after `ret`)
+ *    8      pc      where it resumes (a return address, or gs_goentry)
+ *   16      fp      rbp (frame-record chain; 0 terminates it)
+ *   24      rbx     callee-saved
+ *   32      r12     callee-saved   (a new goroutine: its G)
+ *   40      r13     callee-saved
+ *   48      r14     callee-saved
+ *   56      r15     callee-saved
+ *   64      mxcsr   u32, SSE control/status; control bits are callee-saved
+ *   68      fpcw    u16, x87 control word; callee-saved
+ *   72      (size)
+ *
+ * A new goroutine's context: sp = top of its stack (16-byte aligned),
+ * pc = gs_goentry, fp = 0, rbx = the entry function, r12 = the G, mxcsr and
+ * fpcw = the defaults (0x1f80, 0x037f).
+ *
+ * What the System V ABI says a call preserves, and therefore all that a
+ * switch must save: rbx, rbp, r12-r15, rsp, the MXCSR control bits and the
+ * x87 control word.  Every other register is clobbered by any call, so the
+ * compiler has already saved whatever it needs before calling us.  The
+ * direction flag is clear at every call and stays clear here.
+ *
+ * G fields used: stack_lo 0, stack_hi 8, m 24, sched 32 (a Context).
+ * M fields used: g0 0.  The Rust side asserts all of these at compile time.
+ *
+ * Symbols defined in Rust and called from here (all `extern "C"`, no unwind):
+ *   gs_goexit0(g)               finish a goroutine; runs on g0; never returns
+ *   gs_fatal_mcall_returned(g)  fatal error; never returns
+ *   gs_fatal_mcall_on_g0(g)     fatal error; never returns
+ */
+
+#include "../include/gstack_abi.h"
+
+        .text
+        .intel_syntax noprefix
+
+/* Store the callee-saved state (everything but sp and pc) at [base+off]. */
+.macro SAVE_CALLEE base, off
+        mov     [\base + \off + GS_CTX_FP],  rbp
+        mov     [\base + \off + GS_CTX_RBX], rbx
+        mov     [\base + \off + GS_CTX_R12], r12
+        mov     [\base + \off + GS_CTX_R13], r13
+        mov     [\base + \off + GS_CTX_R14], r14
+        mov     [\base + \off + GS_CTX_R15], r15
+        stmxcsr [\base + \off + GS_CTX_MXCSR]
+        fnstcw  [\base + \off + GS_CTX_FPCW]
+.endm
+
+/*
+ * void gs_gogo(const Context *ctx)  -- never returns
+ *
+ * Restores every saved register and jumps to ctx->pc with rsp = ctx->sp.
+ * Relies on: ctx was filled by gs_mcall / gs_swapcontext / the new-goroutine
+ * setup, and the stack it names is still the live stack of that context
+ * (copystack rewrites sp and fp when it moves the stack).
+ */
+        .globl  gs_gogo
+        .type   gs_gogo, @function
+        .p2align 4
+gs_gogo:
+        .cfi_startproc
+        mov     rbp, [rdi + GS_CTX_FP]
+        mov     rbx, [rdi + GS_CTX_RBX]
+        mov     r12, [rdi + GS_CTX_R12]
+        mov     r13, [rdi + GS_CTX_R13]
+        mov     r14, [rdi + GS_CTX_R14]
+        mov     r15, [rdi + GS_CTX_R15]
+        ldmxcsr [rdi + GS_CTX_MXCSR]
+        fldcw   [rdi + GS_CTX_FPCW]
+        mov     rsp, [rdi + GS_CTX_SP]
+        jmp     [rdi + GS_CTX_PC]
+        .cfi_endproc
+        .size   gs_gogo, . - gs_gogo
+
+/*
+ * void gs_swapcontext(Context *save, const Context *to)
+ *
+ * Saves the caller's context in *save (resuming it returns from this call)
+ * and continues in *to.  The runtime uses it to leave a thread's own stack
+ * for the scheduler and to come back when the scheduler is done.
+ *
+ *   caller's stack at entry          saved
+ *   +------------------+
+ *   | caller's frame   |  <- save->sp = rsp + 8 (as after `ret`)
+ *   | return address   |  <- rsp;   save->pc = [rsp]
+ *   +------------------+
+ */
+        .globl  gs_swapcontext
+        .type   gs_swapcontext, @function
+        .p2align 4
+gs_swapcontext:
+        .cfi_startproc
+        mov     rax, [rsp]
+        mov     [rdi + GS_CTX_PC], rax
+        lea     rax, [rsp + 8]
+        mov     [rdi + GS_CTX_SP], rax
+        SAVE_CALLEE rdi, 0
+        mov     rdi, rsi
+        jmp     gs_gogo
+        .cfi_endproc
+        .size   gs_swapcontext, . - gs_swapcontext
+
+/*
+ * void gs_mcall(G *g, void (*fn)(G *))
+ *
+ * g must be the goroutine running on this thread, and we must be on its
+ * stack.  Saves the caller's context in g->sched (pc = return address,
+ * sp = rsp after the return), switches to the thread's system stack
+ * (g->m->g0->sched.sp) with rbp = 0 -- g0 frames belong to no goroutine --
+ * and calls fn(g).  fn must not return: it resumes some goroutine with
+ * gs_gogo.  When g is resumed from g->sched, gs_mcall appears to return.
+ *
+ *   g's stack (left as it was)       g0's stack
+ *   +------------------+             +------------------+ <- g0->sched.sp
+ *   | caller's frame   |             | ret addr into    |
+ *   | return address   | <- rsp      |   gs_mcall       |
+ *   +------------------+             | fn's frame ...   |
+ */
+        .globl  gs_mcall
+        .type   gs_mcall, @function
+        .p2align 4
+gs_mcall:
+        .cfi_startproc
+        mov     rcx, [rdi + GS_G_M]
+        mov     rcx, [rcx + GS_M_G0]
+        cmp     rcx, rdi
+        je      1f
+        mov     rax, [rsp]
+        mov     [rdi + GS_G_SCHED + GS_CTX_PC], rax
+        lea     rax, [rsp + 8]
+        mov     [rdi + GS_G_SCHED + GS_CTX_SP], rax
+        SAVE_CALLEE rdi, GS_G_SCHED
+        mov     rsp, [rcx + GS_G_SCHED + GS_CTX_SP]
+        xor     ebp, ebp
+        call    rsi
+        /* fn returned: there is nothing to return to. rdi is gone; the
+           Rust side reports the goroutine from the thread's M. */
+        xor     edi, edi
+        call    gs_fatal_mcall_returned@PLT
+        ud2
+1:      call    gs_fatal_mcall_on_g0@PLT
+        ud2
+        .cfi_endproc
+        .size   gs_mcall, . - gs_mcall
+
+/*
+ * void gs_systemstack(G *g, void (*fn)(void *), void *arg)
+ *
+ * Runs fn(arg) on the thread's system stack and returns.  g is the
+ * goroutine this thread runs (or g0).  When g is g0, or rsp is not inside
+ * g's stack (we are already on g0, or on the signal stack), fn is simply
+ * tail-called.  fn must not switch goroutines: g's stack stays exactly as
+ * it is (it is not moved while we are away; the old rsp lives in rbx).
+ *
+ *   g's stack                        g0's stack
+ *   | caller's frame   |             +------------------+ <- g0->sched.sp
+ *   | return address   |             | ret into here    |
+ *   | saved rbp        | <- rbp      | fn's frame ...   |
+ *   | saved rbx        |
+ *   | (pad)            | <- rbx = rsp while away
+ */
+        .globl  gs_systemstack
+        .type   gs_systemstack, @function
+        .p2align 4
+gs_systemstack:
+        .cfi_startproc
+        mov     rax, [rdi + GS_G_M]
+        mov     rax, [rax + GS_M_G0]
+        cmp     rax, rdi
+        je      1f
+        cmp     rsp, [rdi + GS_G_STACK_LO]
+        jb      1f
+        cmp     rsp, [rdi + GS_G_STACK_HI]
+        jae     1f
+        push    rbp
+        .cfi_def_cfa_offset 16
+        .cfi_offset rbp, -16
+        mov     rbp, rsp
+        .cfi_def_cfa_register rbp
+        push    rbx
+        .cfi_offset rbx, -24
+        sub     rsp, 8
+        mov     rbx, rsp
+        mov     rsp, [rax + GS_G_SCHED + GS_CTX_SP]
+        mov     rdi, rdx
+        call    rsi
+        mov     rsp, rbx
+        add     rsp, 8
+        pop     rbx
+        pop     rbp
+        .cfi_def_cfa rsp, 8
+        ret
+1:      mov     rdi, rdx
+        jmp     rsi
+        .cfi_endproc
+        .size   gs_systemstack, . - gs_systemstack
+
+/*
+ * gs_goentry: where every goroutine starts (its initial sched.pc).
+ *
+ * Entered by gs_gogo with rsp = top of the stack (16-byte aligned), rbp = 0,
+ * rbx = entry function, r12 = G.  Calls fn(g, startargs[0..5]); the return
+ * address of that call, gs_goexit_pc, marks the goroutine's entry frame
+ * (its saved rbp is 0).  When fn returns, r12 still holds the G (callee-
+ * saved; the G never moves) and the goroutine is finished on g0.
+ *
+ *   +------------------+ <- stack_hi
+ *   | (pad to 16)      |
+ *   | gs_goexit_pc     | <- rsp at fn's first instruction
+ *   | saved rbp = 0    | <- fn's frame record (rbp)
+ *   | fn's frame ...   |
+ */
+        .globl  gs_goentry
+        .type   gs_goentry, @function
+        .p2align 4
+gs_goentry:
+        .cfi_startproc
+        .cfi_undefined rip
+        mov     rdi, r12
+        mov     rsi, [r12 + GS_G_STARTARGS + 0]
+        mov     rdx, [r12 + GS_G_STARTARGS + 8]
+        mov     rcx, [r12 + GS_G_STARTARGS + 16]
+        mov     r8,  [r12 + GS_G_STARTARGS + 24]
+        mov     r9,  [r12 + GS_G_STARTARGS + 32]
+        call    rbx
+        .globl  gs_goexit_pc
+gs_goexit_pc:
+        mov     rdi, r12
+        mov     rsi, [rip + gs_goexit0@GOTPCREL]
+        call    gs_mcall
+        ud2
+        .cfi_endproc
+        .size   gs_goentry, . - gs_goentry
+
+/*
+ * u64 gs_test_callee_saved(void (*fn)(void *), void *arg, u64 seed)
+ *
+ * Test helper.  Loads rbx, r12-r15 with seed+0..seed+4, the MXCSR rounding
+ * mode and the x87 rounding mode with (seed & 3), calls fn(arg) (which
+ * switches goroutines any number of times), then returns a mask of what
+ * changed: bit 0-4 rbx,r12..r15, bit 5 rbp, bit 6 MXCSR, bit 7 x87 CW,
+ * bit 8 rsp alignment at the call was wrong (never, by construction).
+ * Restores the caller's registers and control words before returning.
+ */
+        .globl  gs_test_callee_saved
+        .type   gs_test_callee_saved, @function
+        .p2align 4
+gs_test_callee_saved:
+        .cfi_startproc
+        push    rbp
+        mov     rbp, rsp
+        push    rbx
+        push    r12
+        push    r13
+        push    r14
+        push    r15
+        sub     rsp, 24
+        /* [rsp+0] caller mxcsr, [rsp+4] caller fpcw, [rsp+8] seed,
+           [rsp+16] scratch for the values we install */
+        stmxcsr [rsp]
+        fnstcw  [rsp + 4]
+        mov     [rsp + 8], rdx
+        mov     eax, edx
+        and     eax, 3
+        shl     eax, 13
+        or      eax, 0x1f80
+        mov     [rsp + 16], eax
+        ldmxcsr [rsp + 16]
+        mov     eax, edx
+        and     eax, 3
+        shl     eax, 10
+        or      eax, 0x037f
+        mov     [rsp + 16], ax
+        fldcw   [rsp + 16]
+        mov     rax, rdi
+        mov     rdi, rsi
+        lea     rbx, [rdx + 0]
+        lea     r12, [rdx + 1]
+        lea     r13, [rdx + 2]
+        lea     r14, [rdx + 3]
+        lea     r15, [rdx + 4]
+        call    rax
+        xor     eax, eax
+        mov     rdx, [rsp + 8]
+        lea     rcx, [rdx + 0]
+        cmp     rbx, rcx
+        je      2f
+        or      eax, 1
+2:      lea     rcx, [rdx + 1]
+        cmp     r12, rcx
+        je      2f
+        or      eax, 2
+2:      lea     rcx, [rdx + 2]
+        cmp     r13, rcx
+        je      2f
+        or      eax, 4
+2:      lea     rcx, [rdx + 3]
+        cmp     r14, rcx
+        je      2f
+        or      eax, 8
+2:      lea     rcx, [rdx + 4]
+        cmp     r15, rcx
+        je      2f
+        or      eax, 16
+2:      lea     rcx, [rsp + 64]
+        cmp     rbp, rcx
+        je      2f
+        or      eax, 32
+2:      stmxcsr [rsp + 16]
+        mov     ecx, [rsp + 16]
+        and     ecx, 0x6000
+        mov     esi, edx
+        and     esi, 3
+        shl     esi, 13
+        cmp     ecx, esi
+        je      2f
+        or      eax, 64
+2:      fnstcw  [rsp + 16]
+        movzx   ecx, word ptr [rsp + 16]
+        and     ecx, 0x0c00
+        mov     esi, edx
+        and     esi, 3
+        shl     esi, 10
+        cmp     ecx, esi
+        je      2f
+        or      eax, 128
+2:      ldmxcsr [rsp]
+        fldcw   [rsp + 4]
+        add     rsp, 24
+        pop     r15
+        pop     r14
+        pop     r13
+        pop     r12
+        pop     rbx
+        pop     rbp
+        ret
+        .cfi_endproc
+        .size   gs_test_callee_saved, . - gs_test_callee_saved
+
+/*
+ * usize gs_test_sp(void)   Test helper: rsp at its own entry, as the
+ * caller's call left it (so rsp + 8 must be 16-byte aligned).
+ */
+        .globl  gs_test_sp
+        .type   gs_test_sp, @function
+        .p2align 4
+gs_test_sp:
+        .cfi_startproc
+        mov     rax, rsp
+        ret
+        .cfi_endproc
+        .size   gs_test_sp, . - gs_test_sp
+
+        .section .note.GNU-stack, "", @progbits

@@ -1,0 +1,73 @@
+/*
+ * gstack_abi.h -- offsets shared between the gstack runtime (Rust) and
+ * assembly: the runtime's own trampolines (asm/x86_64.S, asm/aarch64.S) and
+ * hand-written managed code (include/gstack_asm.h).
+ *
+ * This header is the single source of these numbers.  build.rs runs it
+ * through the target's C preprocessor and the crate asserts, at compile
+ * time, that every value equals the real offset in the Rust structs
+ * (src/abi.rs): a mismatch fails the build.
+ *
+ * Stable (part of the managed-code ABI, like Go's g.stack.lo/hi/stackguard0):
+ *   GS_G_STACK_LO, GS_G_STACK_HI, GS_G_STACKGUARD0.
+ * Everything else is private to the runtime and may change between versions.
+ *
+ * Plain numbers only: the file is included from assembly.
+ */
+#ifndef GSTACK_ABI_H
+#define GSTACK_ABI_H
+
+/* ---- struct G (a goroutine), common to both architectures ------------ */
+#define GS_G_STACK_LO      0   /* usize: lowest usable byte of the stack   */
+#define GS_G_STACK_HI      8   /* usize: one past the highest byte         */
+#define GS_G_STACKGUARD0   16  /* usize: SP below this => call morestack    */
+#define GS_G_M             24  /* *M: the thread running this G (or its g0) */
+#define GS_G_SCHED         32  /* Context: where the G resumes              */
+
+/* ---- struct M (a thread) -------------------------------------------- */
+#define GS_M_G0            0   /* *G: the thread's system-stack goroutine   */
+#define GS_M_CURG          8   /* *G: the user G running on this M, or 0    */
+
+/* Value of stackguard0 that forces every entry check into morestack. */
+#define GS_STACK_PREEMPT   0xfffffffffffffade
+
+#if defined(__x86_64__)
+/* ---- struct Context, x86-64 (System V) ------------------------------ */
+#define GS_CTX_SP          0
+#define GS_CTX_PC          8
+#define GS_CTX_FP          16  /* rbp */
+#define GS_CTX_RBX         24
+#define GS_CTX_R12         32
+#define GS_CTX_R13         40
+#define GS_CTX_R14         48
+#define GS_CTX_R15         56
+#define GS_CTX_MXCSR       64  /* u32: SSE control/status (control bits are callee-saved) */
+#define GS_CTX_FPCW        68  /* u16: x87 control word (callee-saved)     */
+#define GS_CTX_SIZE        72
+/* G fields that follow the context */
+#define GS_G_STARTFN       104 /* GS_G_SCHED + GS_CTX_SIZE */
+#define GS_G_STARTARGS     112 /* usize[6]: arguments after g             */
+
+#elif defined(__aarch64__)
+/* ---- struct Context, aarch64 (AAPCS64) ------------------------------ */
+#define GS_CTX_SP          0
+#define GS_CTX_PC          8
+#define GS_CTX_FP          16  /* x29 */
+#define GS_CTX_X19         24  /* x19..x28 at 24 + 8*(n-19)               */
+#define GS_CTX_X21         40
+#define GS_CTX_X23         56
+#define GS_CTX_X25         72
+#define GS_CTX_X27         88
+#define GS_CTX_D8          104 /* d8..d15 (low 64 bits of v8..v15)        */
+#define GS_CTX_D10         120
+#define GS_CTX_D12         136
+#define GS_CTX_D14         152
+#define GS_CTX_SIZE        168
+#define GS_G_STARTFN       200 /* GS_G_SCHED + GS_CTX_SIZE */
+#define GS_G_STARTARGS     208 /* usize[6]: arguments after g             */
+
+#else
+#error "gstack supports x86_64 and aarch64 only"
+#endif
+
+#endif /* GSTACK_ABI_H */

@@ -1,0 +1,167 @@
+//! G: one goroutine.  Its first fields are read by assembly and by managed
+//! code at fixed offsets (`include/gstack_abi.h`, checked in `src/abi.rs`).
+//! A G is allocated once and never moves or is freed while its runtime
+//! lives (dead Gs are recycled), so a `*mut G` held by managed code, a
+//! register or a queue stays valid.
+
+use crate::arch::Context;
+use crate::m::M;
+use crate::stack::Stack;
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+/// `stackguard0` value that is above every stack: every entry check fails
+/// and reaches morestack, which treats it as a request to stop at the next
+/// synchronous safe point (preemption, pending shrink, scan).
+pub const STACK_PREEMPT: usize = 0xffff_ffff_ffff_fade;
+
+/// Bytes kept free below `stackguard0`.  Managed code may run this far
+/// below the guard before its check calls morestack (a Cranelift-style
+/// check runs after the prologue).  Native goroutines do not check.
+pub const STACK_GUARD: usize = 928;
+
+/// Where a goroutine is in its life.  Transitions happen on the system
+/// stack (g0) of the thread that owns the G at that moment.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Just allocated, not yet initialised.
+    Idle = 0,
+    /// On a run queue, not running.
+    Runnable = 1,
+    /// Running on an M.
+    Running = 2,
+    /// Parked (channel, scan request, ...); someone will ready it.
+    Waiting = 3,
+    /// In a system call (managed code between entersyscall/exitsyscall).
+    Syscall = 4,
+    /// Its stack is being copied; no one else may look at it.
+    Copystack = 5,
+    /// Finished; on the free list for reuse.
+    Dead = 6,
+}
+
+impl Status {
+    pub fn from_u32(v: u32) -> Status {
+        match v {
+            0 => Status::Idle,
+            1 => Status::Runnable,
+            2 => Status::Running,
+            3 => Status::Waiting,
+            4 => Status::Syscall,
+            5 => Status::Copystack,
+            _ => Status::Dead,
+        }
+    }
+    /// The word Go's tracebacks use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Idle => "idle",
+            Status::Runnable => "runnable",
+            Status::Running => "running",
+            Status::Waiting => "waiting",
+            Status::Syscall => "syscall",
+            Status::Copystack => "copystack",
+            Status::Dead => "dead",
+        }
+    }
+}
+
+/// What runs on a goroutine's stack, which decides whether it may move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GKind {
+    /// A thread's system stack; never runs user code, never moves.
+    G0,
+    /// Ordinary Rust or C code on a fixed stack with a guard page.
+    Native,
+    /// Registered code with a stack map at every call site; its stack moves.
+    Managed,
+}
+
+/// Body of a native goroutine.
+pub type NativeFn = Box<dyn FnOnce() + Send + 'static>;
+
+#[repr(C)]
+pub struct G {
+    // ---- read by assembly / managed code: offsets in gstack_abi.h ----
+    /// Lowest usable address of the stack.
+    pub stack_lo: usize,
+    /// One past the highest usable address.
+    pub stack_hi: usize,
+    /// Managed code calls morestack when SP < stackguard0.  Normally
+    /// `stack_lo + STACK_GUARD`; `STACK_PREEMPT` requests a safe point.
+    pub stackguard0: AtomicUsize,
+    /// The M running this G (for g0: its own M).
+    pub m: *mut M,
+    /// Where the G resumes when it is not running.
+    pub sched: Context,
+    /// Entry function (also in the initial context; kept for tracebacks).
+    pub startfn: usize,
+    /// Arguments after `g` passed to the entry function by gs_goentry.
+    pub startargs: [usize; 6],
+
+    // ---- Rust only ----
+    pub id: u64,
+    pub status: AtomicU32,
+    pub kind: GKind,
+    /// The stack allocation (None for g0 and for a dead G without a stack).
+    pub stack: Option<Stack>,
+    /// Run-queue link.
+    pub schedlink: *mut G,
+    /// Body of a native goroutine until it starts.
+    pub native_fn: Option<NativeFn>,
+    /// Why the G is waiting (for tracebacks).
+    pub waitreason: &'static str,
+}
+
+impl G {
+    pub fn new(kind: GKind) -> G {
+        G {
+            stack_lo: 0,
+            stack_hi: 0,
+            stackguard0: AtomicUsize::new(0),
+            m: core::ptr::null_mut(),
+            sched: Context::zeroed(),
+            startfn: 0,
+            startargs: [0; 6],
+            id: 0,
+            status: AtomicU32::new(Status::Idle as u32),
+            kind,
+            stack: None,
+            schedlink: core::ptr::null_mut(),
+            native_fn: None,
+            waitreason: "",
+        }
+    }
+
+    #[inline]
+    pub fn status(&self) -> Status {
+        Status::from_u32(self.status.load(Ordering::Acquire))
+    }
+
+    #[inline]
+    pub fn set_status(&self, s: Status) {
+        self.status.store(s as u32, Ordering::Release);
+    }
+
+    /// Install `stk` as this G's stack: bounds and the normal guard.
+    pub fn set_stack(&mut self, stk: Stack) {
+        self.stack_lo = stk.lo;
+        self.stack_hi = stk.hi;
+        self.stackguard0.store(stk.lo + STACK_GUARD, Ordering::Relaxed);
+        self.stack = Some(stk);
+    }
+
+    /// Forget the stack (after it was freed).
+    pub fn clear_stack(&mut self) {
+        self.stack_lo = 0;
+        self.stack_hi = 0;
+        self.stackguard0.store(0, Ordering::Relaxed);
+        self.stack = None;
+    }
+
+    /// Size of the stack this G holds (0 without one): the per-G figure
+    /// whose sum the pool's in-use count must equal.
+    pub fn stack_size(&self) -> usize {
+        self.stack.map_or(0, |s| s.size())
+    }
+}

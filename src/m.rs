@@ -1,0 +1,53 @@
+//! M: an OS thread that runs goroutines, with its system-stack goroutine
+//! g0.  The thread-local `CURRENT_M` is how Rust code (and a signal handler)
+//! finds the M it runs on.
+
+use crate::g::G;
+use crate::sched::Sched;
+use core::cell::Cell;
+use core::ptr;
+
+#[repr(C)]
+pub struct M {
+    // ---- read by assembly: offsets in gstack_abi.h ----
+    /// This thread's system-stack goroutine.  Its `sched.sp` is where g0
+    /// code starts each time we switch to it.
+    pub g0: *mut G,
+    /// The user goroutine running (or last chosen) on this M, or null.
+    pub curg: *mut G,
+    // ---- Rust only ----
+    pub id: u64,
+    /// The runtime this thread works for.
+    pub sched: *const Sched,
+}
+
+thread_local! {
+    // const-initialised, no destructor: a plain TLS slot, safe to read in a
+    // signal handler.
+    static CURRENT_M: Cell<*mut M> = const { Cell::new(ptr::null_mut()) };
+}
+
+/// The M of this thread, or null when the thread runs no runtime.
+///
+/// Not inlined on purpose: a goroutine may (with several threads, later)
+/// resume on another thread than it parked on, and the compiler must not
+/// reuse a thread-local address computed before a switch.
+#[inline(never)]
+pub fn current_m() -> *mut M {
+    CURRENT_M.with(|c| c.get())
+}
+
+pub(crate) fn set_current_m(m: *mut M) {
+    CURRENT_M.with(|c| c.set(m));
+}
+
+/// The user goroutine this thread is running, or null.
+#[inline(never)]
+pub fn current_g() -> *mut G {
+    let m = current_m();
+    if m.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: a non-null CURRENT_M is the live M of this thread.
+    unsafe { (*m).curg }
+}

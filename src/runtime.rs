@@ -1,0 +1,272 @@
+//! The public face of the runtime: configuration, running a main
+//! goroutine, spawning, yielding, exiting, statistics.
+
+use crate::debug::DebugFlags;
+use crate::g::{GKind, G};
+use crate::m::{self, M};
+use crate::sched::{self, Goexit, Sched, SpawnError};
+use crate::trampoline::{gs_swapcontext, mcall, systemstack};
+use core::ptr;
+
+/// Default stack of a native goroutine: ordinary Rust or C code on a fixed
+/// stack, so it must be roomy enough for formatting and libc calls.
+pub const DEFAULT_NATIVE_STACK: usize = 64 * 1024;
+/// Default starting stack of a managed goroutine (it grows by copying).
+pub const DEFAULT_MANAGED_STACK: usize = 2 * 1024;
+/// Default largest stack a managed goroutine may grow to (Go's 64-bit value).
+pub const DEFAULT_MAX_STACK: usize = 1_000_000_000;
+
+/// Settings of one runtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Stack size of native goroutines spawned without an explicit size.
+    pub native_stack_size: usize,
+    /// Starting stack size of managed goroutines.
+    pub managed_stack_size: usize,
+    /// Largest stack a managed goroutine may grow to.
+    pub max_stack_size: usize,
+    /// Debug modes (from `GSDEBUG` by default).
+    pub debug: DebugFlags,
+}
+
+impl Default for Config {
+    /// Defaults, with debug modes read from the `GSDEBUG` environment
+    /// variable.
+    fn default() -> Config {
+        Config {
+            native_stack_size: DEFAULT_NATIVE_STACK,
+            managed_stack_size: DEFAULT_MANAGED_STACK,
+            max_stack_size: DEFAULT_MAX_STACK,
+            debug: DebugFlags::from_env(),
+        }
+    }
+}
+
+/// Figures of one runtime.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Bytes of stack handed out to goroutines (live, or kept by dead ones
+    /// for reuse).
+    pub stack_in_use: usize,
+    /// Bytes mapped from the system for stacks (incl. guard pages).
+    pub stack_sys: usize,
+    /// Bytes of free stacks held in per-thread caches.
+    pub stack_cached: usize,
+    /// Goroutines spawned and not finished.
+    pub goroutines_alive: usize,
+    /// Goroutines ever spawned.
+    pub goroutines_spawned: u64,
+    /// Spawns that reused a dead goroutine.
+    pub goroutines_recycled: u64,
+}
+
+/// One instance of the runtime: its scheduler, stack pool and settings.
+/// Several may exist in a process (each runs on the thread that calls
+/// [`Runtime::run`]); a process usually has one.
+pub struct Runtime {
+    sched: Box<Sched>,
+}
+
+impl Runtime {
+    pub fn new(config: Config) -> Runtime {
+        Runtime {
+            sched: Box::new(Sched::new(config)),
+        }
+    }
+
+    /// Run `main` as a goroutine on this thread and return when every
+    /// goroutine it (transitively) spawned has finished.
+    ///
+    /// Panics when this thread is already running a runtime (for example
+    /// when called from inside a goroutine) or when this Runtime is already
+    /// running on another thread.
+    pub fn run<F: FnOnce() + Send + 'static>(&self, main: F) {
+        assert!(
+            m::current_m().is_null(),
+            "gstack: Runtime::run called on a thread that is already running a runtime"
+        );
+        assert!(
+            !self.sched.running.swap(true, core::sync::atomic::Ordering::AcqRel),
+            "gstack: this Runtime is already running"
+        );
+        crate::signal::install();
+        let _alt = crate::signal::ensure_altstack();
+
+        let (lo, hi) = thread_stack_bounds();
+        let g0 = Box::into_raw(Box::new(G::new(GKind::G0)));
+        let m = Box::into_raw(Box::new(M {
+            g0,
+            curg: ptr::null_mut(),
+            id: 0,
+            sched: &*self.sched,
+        }));
+        // SAFETY: g0 and m are fresh allocations owned by this call until
+        // the end of it; the scheduler reaches them only through raw
+        // pointers while we are switched away.
+        unsafe {
+            (*g0).stack_lo = lo;
+            (*g0).stack_hi = hi;
+            (*g0).m = m;
+            (*g0).id = 0;
+        }
+        m::set_current_m(m);
+        // On this thread's own stack: a system stack, so newproc may run here.
+        let first = self
+            .sched
+            .newproc(Box::new(main), self.sched.config.native_stack_size)
+            .unwrap_or_else(|e| panic!("gstack: cannot start the main goroutine: {e}"));
+        // SAFETY: we are this M's thread; `first` is the only queued G.
+        // gs_swapcontext saves this thread's context in g0.sched: the
+        // scheduler runs below this point of the thread's stack, and resumes
+        // g0.sched (returning here) when no goroutine is left.
+        unsafe {
+            let q = self.sched.p().runq_pop_expect(first);
+            (*q).set_status(crate::g::Status::Running);
+            (*q).m = m;
+            (*m).curg = q;
+            gs_swapcontext(&mut (*g0).sched, &(*q).sched);
+        }
+        m::set_current_m(ptr::null_mut());
+        self.sched.teardown();
+        // SAFETY: the scheduler is done with them; nothing else holds them.
+        unsafe {
+            drop(Box::from_raw(m));
+            drop(Box::from_raw(g0));
+        }
+        self.sched
+            .running
+            .store(false, core::sync::atomic::Ordering::Release);
+    }
+
+    /// This runtime's figures.
+    pub fn stats(&self) -> Stats {
+        self.sched.stats()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.sched.config
+    }
+}
+
+/// Run `main` on a new runtime with the default [`Config`] (debug modes from
+/// `GSDEBUG`); returns when every goroutine has finished.
+pub fn run<F: FnOnce() + Send + 'static>(main: F) {
+    Runtime::new(Config::default()).run(main)
+}
+
+/// The bounds of this thread's own stack, which becomes g0's stack.
+fn thread_stack_bounds() -> (usize, usize) {
+    // SAFETY: pthread_getattr_np fills an attr we destroy afterwards.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return (0, usize::MAX);
+        }
+        let mut addr: *mut libc::c_void = ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        (addr as usize, addr as usize + size)
+    }
+}
+
+/// The runtime the calling goroutine belongs to.
+fn current_sched() -> Option<&'static Sched> {
+    let m = m::current_m();
+    if m.is_null() {
+        return None;
+    }
+    // SAFETY: a live M's Sched outlives every goroutine of that runtime
+    // (Runtime::run does not return before they all finished).
+    unsafe { Some(&*(*m).sched) }
+}
+
+/// Options for spawning one goroutine.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Builder {
+    stack_size: Option<usize>,
+}
+
+impl Builder {
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Size of the fixed stack (rounded up to whole pages; a guard page is
+    /// added below it).
+    pub fn stack_size(mut self, size: usize) -> Builder {
+        self.stack_size = Some(size);
+        self
+    }
+
+    /// Spawn a native goroutine running `f` on the calling goroutine's
+    /// runtime.  Returns its goroutine id.
+    pub fn spawn<F: FnOnce() + Send + 'static>(self, f: F) -> Result<u64, SpawnError> {
+        let sched = current_sched().ok_or(SpawnError::NotInRuntime)?;
+        let size = self.stack_size.unwrap_or(sched.config.native_stack_size);
+        let body: crate::g::NativeFn = Box::new(f);
+        // The allocator must not run on a goroutine stack.
+        let g = systemstack(move || sched.newproc(body, size))?;
+        // SAFETY: g is live (Gs are never freed while the runtime runs).
+        Ok(unsafe { (*g).id })
+    }
+}
+
+/// Spawn a native goroutine with the default stack size.  Panics when not
+/// called from a goroutine, or when no stack can be had; see
+/// [`Builder::spawn`] for the fallible form.
+pub fn spawn<F: FnOnce() + Send + 'static>(f: F) -> u64 {
+    Builder::new()
+        .spawn(f)
+        .unwrap_or_else(|e| panic!("gstack::spawn: {e}"))
+}
+
+/// Let the other runnable goroutines run; the caller continues after them.
+/// Returns at once when no other goroutine is runnable, or when called
+/// outside a goroutine.
+pub fn yield_now() {
+    let m = m::current_m();
+    if m.is_null() {
+        return;
+    }
+    // SAFETY: m is this thread's live M; we run on its curg's stack (user
+    // code never runs on g0), and the P borrow ends before the switch.
+    unsafe {
+        let g = (*m).curg;
+        if g.is_null() || (*(*m).sched).p().runq.is_empty() {
+            return;
+        }
+        mcall(g, sched::park_yield);
+    }
+}
+
+/// End the calling goroutine.  Its Rust frames are unwound (destructors
+/// run), without invoking the panic hook; the goroutine then finishes as if
+/// its function had returned.  Panics outside a goroutine.
+pub fn goexit() -> ! {
+    assert!(
+        !m::current_g().is_null(),
+        "gstack::goexit called outside a goroutine"
+    );
+    std::panic::resume_unwind(Box::new(Goexit))
+}
+
+/// The id of the calling goroutine (the main goroutine is 1), or None
+/// outside a goroutine.
+pub fn current_id() -> Option<u64> {
+    let g = m::current_g();
+    // SAFETY: a non-null current G is live.
+    (!g.is_null()).then(|| unsafe { (*g).id })
+}
+
+/// Figures of the calling goroutine's runtime, or None outside one.
+pub fn stats() -> Option<Stats> {
+    current_sched().map(|s| s.stats())
+}
+
+/// Check seed 004's invariant on the calling goroutine's runtime: the sum
+/// of every goroutine's stack size equals what the pool counts in use.
+pub fn check_accounting() -> Result<(), String> {
+    let s = current_sched().ok_or_else(|| "not in a runtime".to_string())?;
+    systemstack(|| s.check_accounting())
+}

@@ -1,0 +1,436 @@
+//! The scheduler of one runtime instance: run queue, spawning, parking,
+//! yielding, finishing, and the loop on g0 that picks the next goroutine.
+//!
+//! This version runs every goroutine of a runtime on the thread that called
+//! [`crate::Runtime::run`] (one M, one P).  The P owns the run queue and the
+//! stack cache, as it will when there are several (issue: M:N scheduler);
+//! the goroutine table is behind a lock already.
+//!
+//! Every switch goes through g0: a goroutine saves its context with
+//! `gs_mcall`, and Rust code on the system stack decides what runs next and
+//! resumes it with `gs_gogo`.  So no runtime frame is ever left on a
+//! goroutine's stack while it is not running, and a goroutine is put on a
+//! queue only after its context is saved.
+
+use crate::arch::Context;
+use crate::fatal::{fatal, fatal_g, panic_message};
+use crate::g::{GKind, NativeFn, Status, G};
+use crate::m::M;
+use crate::stack::{stackalloc, stackfree, AllocError, StackCache, StackKind, StackPool};
+use crate::trampoline::{gs_goentry, gs_gogo};
+use crate::{Config, Stats};
+use core::cell::UnsafeCell;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Dead goroutines keep their stacks for reuse, up to this many; beyond it
+/// a dying goroutine's stack goes back to the pool (the G itself is kept).
+const MAX_FREE_STACKS: usize = 256;
+
+/// FIFO of goroutines linked through `G::schedlink`: no allocation.
+pub(crate) struct GQueue {
+    head: *mut G,
+    tail: *mut G,
+    len: usize,
+}
+
+impl GQueue {
+    const fn new() -> GQueue {
+        GQueue {
+            head: ptr::null_mut(),
+            tail: ptr::null_mut(),
+            len: 0,
+        }
+    }
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.head.is_null()
+    }
+    /// # Safety
+    /// `g` is a live G on no queue.
+    #[inline]
+    unsafe fn push(&mut self, g: *mut G) {
+        // SAFETY: g and the queue's tail are live Gs (caller, invariant).
+        unsafe {
+            (*g).schedlink = ptr::null_mut();
+            if self.tail.is_null() {
+                self.head = g;
+            } else {
+                (*self.tail).schedlink = g;
+            }
+        }
+        self.tail = g;
+        self.len += 1;
+    }
+    #[inline]
+    fn pop(&mut self) -> Option<*mut G> {
+        let g = self.head;
+        if g.is_null() {
+            return None;
+        }
+        // SAFETY: every G on the queue is live.
+        unsafe {
+            self.head = (*g).schedlink;
+            (*g).schedlink = ptr::null_mut();
+        }
+        if self.head.is_null() {
+            self.tail = ptr::null_mut();
+        }
+        self.len -= 1;
+        Some(g)
+    }
+}
+
+/// A processor: what a thread needs to run goroutines.
+pub(crate) struct P {
+    pub runq: GQueue,
+    pub cache: StackCache,
+}
+
+impl P {
+    /// Take `g` off the front of the run queue; it must be there.
+    pub fn runq_pop_expect(&mut self, g: *mut G) -> *mut G {
+        match self.runq.pop() {
+            Some(q) if q == g => q,
+            _ => fatal("run queue does not start with the goroutine just spawned"),
+        }
+    }
+}
+
+struct GTable {
+    /// Every G this runtime made (they are never freed while it lives).
+    all: Vec<*mut G>,
+    /// Dead Gs, for reuse by spawn.
+    free: Vec<*mut G>,
+    /// How many of `free` still hold a stack.
+    free_with_stack: usize,
+}
+
+/// Why a goroutine could not be spawned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpawnError {
+    /// Called from a thread that is not running a gstack runtime.
+    NotInRuntime,
+    /// The stack could not be allocated.
+    Stack(AllocError),
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpawnError::NotInRuntime => {
+                f.write_str("not on a goroutine of a running gstack runtime")
+            }
+            SpawnError::Stack(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {}
+
+pub struct Sched {
+    pub config: Config,
+    pub pool: StackPool,
+    p: UnsafeCell<P>,
+    gs: Mutex<GTable>,
+    next_id: AtomicU64,
+    alive: AtomicUsize,
+    spawned: AtomicU64,
+    recycled: AtomicU64,
+    pub(crate) running: AtomicBool,
+}
+
+// SAFETY: the P (run queue, stack cache) is used only by the one thread
+// that runs this Sched (Runtime::run refuses a second one), and only from
+// code on that thread that does not overlap (g0 code and goroutine code
+// never run at the same time on one thread).  The G table is behind a
+// Mutex; counters are atomics.  Raw G pointers stay valid: Gs are freed
+// only by teardown after every goroutine finished.
+unsafe impl Send for Sched {}
+unsafe impl Sync for Sched {}
+
+impl Sched {
+    pub fn new(config: Config) -> Sched {
+        Sched {
+            pool: StackPool::new(config.debug),
+            config,
+            p: UnsafeCell::new(P {
+                runq: GQueue::new(),
+                cache: StackCache::new(),
+            }),
+            gs: Mutex::new(GTable {
+                all: Vec::new(),
+                free: Vec::new(),
+                free_with_stack: 0,
+            }),
+            next_id: AtomicU64::new(1),
+            alive: AtomicUsize::new(0),
+            spawned: AtomicU64::new(0),
+            recycled: AtomicU64::new(0),
+            running: AtomicBool::new(false),
+        }
+    }
+
+    /// The P of the thread running this Sched.
+    ///
+    /// # Safety
+    /// Called on that thread, and the reference is dropped before anything
+    /// that could switch goroutines or call back into the scheduler.
+    #[allow(clippy::mut_from_ref)]
+    #[inline]
+    pub(crate) unsafe fn p(&self) -> &mut P {
+        // SAFETY: see the Send/Sync argument above; the caller upholds it.
+        unsafe { &mut *self.p.get() }
+    }
+
+    fn cache<'a>(&self, p: &'a mut P) -> Option<&'a mut StackCache> {
+        if self.config.debug.stacknocache {
+            None
+        } else {
+            Some(&mut p.cache)
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        let s = self.pool.stats();
+        Stats {
+            stack_in_use: s.in_use,
+            stack_sys: s.sys,
+            stack_cached: s.cached,
+            goroutines_alive: self.alive.load(Ordering::Relaxed),
+            goroutines_spawned: self.spawned.load(Ordering::Relaxed),
+            goroutines_recycled: self.recycled.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Seed 004's invariant: the stacks every G holds add up to exactly
+    /// what the pool counts as in use.
+    pub fn check_accounting(&self) -> Result<(), String> {
+        let t = self.gs.lock().unwrap();
+        // SAFETY: every G in `all` is live (freed only by teardown).
+        let sum: usize = t.all.iter().map(|&g| unsafe { (*g).stack_size() }).sum();
+        drop(t);
+        self.pool.check_accounting(sum)
+    }
+
+    /// Make a native goroutine running `f` on a fixed, guarded stack of
+    /// `size` bytes (rounded up to pages) and put it on the run queue.
+    ///
+    /// Must run on a system stack (g0, or a thread's own stack before the
+    /// scheduler starts): it allocates stacks.  Reuses a dead G, and its
+    /// stack when the size matches.
+    pub fn newproc(&self, f: NativeFn, size: usize) -> Result<*mut G, SpawnError> {
+        let g = {
+            let mut t = self.gs.lock().unwrap();
+            match t.free.pop() {
+                Some(g) => {
+                    // SAFETY: Gs on the free list are live and dead.
+                    if unsafe { (*g).stack.is_some() } {
+                        t.free_with_stack -= 1;
+                    }
+                    self.recycled.fetch_add(1, Ordering::Relaxed);
+                    g
+                }
+                None => {
+                    let g = Box::into_raw(Box::new(G::new(GKind::Native)));
+                    t.all.push(g);
+                    g
+                }
+            }
+        };
+        // SAFETY: g is a live G nobody else references (fresh or taken off
+        // the free list under the lock); we are on the system stack, so the
+        // P may be borrowed.
+        unsafe {
+            let gr = &mut *g;
+            let want = round_to_pages(size);
+            if let Some(stk) = gr.stack {
+                if stk.size() != want || stk.guard().is_none() {
+                    let p = self.p();
+                    stackfree(&self.pool, self.cache(p), stk);
+                    gr.clear_stack();
+                }
+            }
+            if gr.stack.is_none() {
+                let p = self.p();
+                match stackalloc(&self.pool, self.cache(p), size, StackKind::Guarded) {
+                    Ok(stk) => gr.set_stack(stk),
+                    Err(e) => {
+                        self.gs.lock().unwrap().free.push(g);
+                        return Err(SpawnError::Stack(e));
+                    }
+                }
+            }
+            gr.kind = GKind::Native;
+            gr.id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            gr.startfn = native_entry as *const () as usize;
+            gr.startargs = [0; 6];
+            gr.sched = Context::new_goroutine(
+                gr.stack_hi,
+                gs_goentry as *const () as usize,
+                native_entry as *const () as usize,
+                g as usize,
+            );
+            gr.native_fn = Some(f);
+            gr.waitreason = "";
+            gr.set_status(Status::Runnable);
+            self.alive.fetch_add(1, Ordering::Relaxed);
+            self.spawned.fetch_add(1, Ordering::Relaxed);
+            self.p().runq.push(g);
+        }
+        Ok(g)
+    }
+
+    /// Put a dead G on the free list; keep its stack if there is room.
+    /// Runs on g0.
+    fn gfput(&self, g: *mut G) {
+        let mut t = self.gs.lock().unwrap();
+        // SAFETY: g is dead and referenced by nobody else; on g0.
+        unsafe {
+            if let Some(stk) = (*g).stack {
+                if t.free_with_stack >= MAX_FREE_STACKS {
+                    let p = self.p();
+                    stackfree(&self.pool, self.cache(p), stk);
+                    (*g).clear_stack();
+                } else {
+                    t.free_with_stack += 1;
+                }
+            }
+        }
+        t.free.push(g);
+    }
+
+    /// Every goroutine finished: free every stack and G, empty the cache,
+    /// and give the pool's memory back.  Runs on the thread's own stack
+    /// after the scheduler returned.
+    pub(crate) fn teardown(&self) {
+        let mut t = self.gs.lock().unwrap();
+        // SAFETY: no goroutine runs any more; every G in `all` is dead and
+        // owned by the table; the P is ours (same thread, scheduler done).
+        unsafe {
+            for &g in &t.all {
+                if let Some(stk) = (*g).stack {
+                    stackfree(&self.pool, self.cache(self.p()), stk);
+                }
+                drop(Box::from_raw(g));
+            }
+            t.all.clear();
+            t.free.clear();
+            t.free_with_stack = 0;
+            self.pool.flush_cache(&mut self.p().cache);
+        }
+        self.pool.release_free();
+    }
+
+    pub(crate) fn alive(&self) -> usize {
+        self.alive.load(Ordering::Relaxed)
+    }
+}
+
+/// `size` rounded up to whole pages: the usable size of a guarded stack.
+fn round_to_pages(size: usize) -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    size.div_ceil(page) * page
+}
+
+/// Run `g` on this M.  On g0; never returns.
+///
+/// # Safety
+/// `m` is this thread's M; `g` is runnable and on no queue.
+pub(crate) unsafe fn execute(m: *mut M, g: *mut G) -> ! {
+    // SAFETY: the caller's guarantees; g's context is complete because it
+    // was saved before g was queued (or made by newproc).
+    unsafe {
+        (*g).set_status(Status::Running);
+        (*g).m = m;
+        (*m).curg = g;
+        gs_gogo(&(*g).sched)
+    }
+}
+
+/// Pick the next goroutine and run it; when none is left, return to
+/// `Runtime::run`.  On g0; never returns.
+///
+/// # Safety
+/// `m` is this thread's M and we are on its g0 stack.
+pub(crate) unsafe fn schedule(m: *mut M) -> ! {
+    // SAFETY: m is live; on g0 the P may be borrowed.
+    unsafe {
+        let sched = &*(*m).sched;
+        (*m).curg = ptr::null_mut();
+        if let Some(g) = sched.p().runq.pop() {
+            execute(m, g)
+        }
+        if sched.alive() == 0 {
+            // Resume Runtime::run where it entered the scheduler.
+            gs_gogo(&(*(*m).g0).sched)
+        }
+        fatal("all goroutines are asleep - deadlock!")
+    }
+}
+
+/// mcall target of `yield_now`: requeue `g` behind the others and run the
+/// next one.
+pub(crate) extern "C" fn park_yield(g: *mut G) -> ! {
+    // SAFETY: mcall passes the goroutine that was running on this M; its
+    // context is saved, so it may be queued.
+    unsafe {
+        let m = (*g).m;
+        (*g).set_status(Status::Runnable);
+        let p = (*(*m).sched).p();
+        let next = p.runq.pop();
+        p.runq.push(g);
+        match next {
+            Some(n) => execute(m, n),
+            None => schedule(m),
+        }
+    }
+}
+
+/// Where a finished goroutine goes (called by gs_goentry's exit path
+/// through mcall).  On g0; never returns.
+#[no_mangle]
+pub extern "C" fn gs_goexit0(g: *mut G) -> ! {
+    // SAFETY: g is the goroutine that just returned from its entry
+    // function on this M; nothing runs on its stack any more.
+    unsafe {
+        let m = (*g).m;
+        let sched = &*(*m).sched;
+        (*g).set_status(Status::Dead);
+        (*g).native_fn = None;
+        (*g).waitreason = "";
+        (*m).curg = ptr::null_mut();
+        sched.alive.fetch_sub(1, Ordering::Relaxed);
+        sched.gfput(g);
+        schedule(m)
+    }
+}
+
+/// Payload of the unwind that [`crate::goexit`] starts.
+pub(crate) struct Goexit;
+
+/// Entry function of native goroutines (called by gs_goentry with the G).
+/// Runs the closure; a panic is caught here and is fatal, naming the
+/// goroutine: it must never unwind into the asm frame above.
+extern "C" fn native_entry(g: *mut G) {
+    // SAFETY: gs_goentry passes this goroutine's own G, whose native_fn
+    // was set by newproc.
+    let f = unsafe { (*g).native_fn.take() };
+    let Some(f) = f else {
+        fatal_g(g, "native goroutine started without a body")
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(()) => {}
+        Err(p) if p.is::<Goexit>() => {}
+        Err(p) => {
+            let msg = panic_message(&*p);
+            // The payload is dropped on the fatal path too: exit2 ends the
+            // process without unwinding.
+            // SAFETY: g is this goroutine's live G.
+            let id = unsafe { (*g).id };
+            fatal(&format!("goroutine {id} panicked: {msg}"))
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! Goroutine stacks: where they come from and where they go back to.
+//!
+//! Every stack is allocated by `stackalloc` and freed by `stackfree`, and
+//! nowhere else. Those two functions do all of the accounting, so the
+//! numbers in `StackStats` can be trusted (a lesson Go learned when stack
+//! sizes were tracked by whoever happened to be holding the stack).
+//!
+//! Where a stack comes from:
+//!
+//! - Movable stacks smaller than `SPAN_SIZE` (orders 0..NUM_ORDERS: 1 KiB to
+//!   16 KiB) are chunks carved from spans, handed out through the per-thread
+//!   `StackCache` when the caller has one, else straight from the
+//!   `StackPool`.
+//! - Movable stacks of `SPAN_SIZE` or more ("large") have their own mapping
+//!   and are kept on a free list keyed by size for reuse.
+//! - Guarded stacks (for native code, which never moves) have their own
+//!   mapping with a PROT_NONE page directly below, and are kept on a free
+//!   list keyed by size with the guard page still in place.
+//! - Under GSDEBUG=efence or faultonfree every stack has its own mapping
+//!   with a guard page below, and is never reused.
+
+use std::fmt;
+
+mod cache;
+mod pool;
+mod sys;
+
+pub use cache::StackCache;
+pub use pool::StackPool;
+pub use sys::page_size;
+
+/// The smallest stack, order 0.
+pub const MIN_STACK: usize = 1024;
+/// Number of orders carved from spans: 1K, 2K, 4K, 8K, 16K.
+pub const NUM_ORDERS: usize = 5;
+/// Size of a pool span, which is also its alignment.
+pub const SPAN_SIZE: usize = 32 * 1024;
+/// Most bytes a cache keeps per order; refills fill to, and releases empty
+/// down to, half of it.
+pub const CACHE_ORDER_BYTES: usize = 32 * 1024;
+/// Byte written over a stack when it is freed (GSDEBUG=stackpoison).
+pub const STACK_POISON_FREE: u8 = 0xfc;
+/// Byte written over a stack handed out again from the pools
+/// (GSDEBUG=stackpoison).
+pub const STACK_POISON_NEW: u8 = 0xfd;
+
+// The orders must exactly cover the sizes below SPAN_SIZE.
+const _: () = assert!(MIN_STACK << NUM_ORDERS == SPAN_SIZE);
+const _: () = assert!(MIN_STACK.is_power_of_two() && MIN_STACK >= 2 * size_of::<usize>());
+
+/// What a stack will be used for, which decides its size rules and layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StackKind {
+    /// For managed goroutines (will move): size a power of two >= MIN_STACK;
+    /// no guard page (managed code checks stackguard0 instead). Smaller than
+    /// SPAN_SIZE: from the order pools; else large.
+    Movable,
+    /// For native goroutines (never move): size rounded up to a page
+    /// multiple, with a PROT_NONE guard page directly below `lo`, so an
+    /// overflow faults (the scheduler's SIGSEGV handler then names the
+    /// goroutine). Reused from a free list keyed by size with the guard page
+    /// kept.
+    Guarded,
+}
+
+/// Where a stack came from, which decides where it goes back to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StackSource {
+    /// A chunk of order n (MIN_STACK << n bytes) of a pool span.
+    Order(u8),
+    /// A large movable stack with its own mapping.
+    Large,
+    /// A stack with its own mapping and a guard page below `lo`.
+    Guarded,
+    /// GSDEBUG=efence or faultonfree: its own mapping with a guard page
+    /// below `lo`, never reused.
+    System,
+}
+
+/// A stack: the usable bytes are `[lo, hi)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stack {
+    pub lo: usize,
+    pub hi: usize,
+    pub source: StackSource,
+}
+
+impl Stack {
+    /// Usable size in bytes.
+    pub fn size(&self) -> usize {
+        self.hi - self.lo
+    }
+
+    /// The PROT_NONE guard page directly below `lo`, as `[start, end)`, if
+    /// this stack has one.
+    pub fn guard(&self) -> Option<(usize, usize)> {
+        match self.source {
+            StackSource::Guarded | StackSource::System => Some((self.lo - page_size(), self.lo)),
+            StackSource::Order(_) | StackSource::Large => None,
+        }
+    }
+}
+
+/// Stack memory statistics of one pool. Each counter is exact; read while
+/// other threads allocate, the set is not a single snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackStats {
+    /// Sum of usable sizes (hi - lo) of every stack handed out and not freed.
+    pub in_use: usize,
+    /// Bytes currently mapped from the system for stacks: spans, large
+    /// stacks, guarded stacks with their guard pages, system stacks.
+    pub sys: usize,
+    /// Bytes sitting in per-thread caches (owned by a cache, not in use).
+    pub cached: usize,
+    /// Number of successful stackalloc calls.
+    pub allocs: u64,
+    /// Number of stackfree calls.
+    pub frees: u64,
+    /// Empty spans returned to the system.
+    pub spans_released: u64,
+}
+
+/// Why stackalloc failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllocError {
+    /// The size does not fit the kind's rules.
+    BadSize(usize),
+    /// The system would not map the memory.
+    OutOfMemory(usize),
+}
+
+impl fmt::Display for AllocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AllocError::BadSize(n) => write!(f, "invalid stack size {n}"),
+            AllocError::OutOfMemory(n) => write!(f, "out of memory allocating a {n}-byte stack"),
+        }
+    }
+}
+
+impl std::error::Error for AllocError {}
+
+/// The order of a movable stack of `size` bytes, if it is one of the sizes
+/// carved from spans.
+fn order_of(size: usize) -> Option<u8> {
+    if size.is_power_of_two() && (MIN_STACK..SPAN_SIZE).contains(&size) {
+        Some((size / MIN_STACK).trailing_zeros() as u8)
+    } else {
+        None
+    }
+}
+
+/// Size in bytes of a chunk of order `order`.
+fn order_size(order: u8) -> usize {
+    MIN_STACK << order
+}
+
+/// The link word of a free stack: the address of the next free stack on
+/// its list, 0 at the end.
+///
+/// # Safety
+/// `addr` must be the start of a free stack (hence mapped, readable and
+/// word-aligned) whose first word was set by `set_link`.
+unsafe fn link(addr: usize) -> usize {
+    // SAFETY: the caller's guarantee.
+    unsafe { (addr as *const usize).read() }
+}
+
+/// Set the link word of the free stack at `addr` to `next`.
+///
+/// # Safety
+/// `addr` must be the start of a dead stack (hence mapped, writable and
+/// word-aligned) that nobody else holds.
+unsafe fn set_link(addr: usize, next: usize) {
+    // SAFETY: the caller's guarantee.
+    unsafe { (addr as *mut usize).write(next) };
+}
+
+/// Fill the usable bytes of `stk` with `byte`.
+///
+/// # Safety
+/// `[stk.lo, stk.hi)` must be mapped read-write and owned by the caller:
+/// nothing else may be using it.
+unsafe fn poison(stk: Stack, byte: u8) {
+    // SAFETY: the caller guarantees the range is mapped and ours alone.
+    unsafe { std::ptr::write_bytes(stk.lo as *mut u8, byte, stk.size()) };
+}
+
+/// Allocate a stack of `size` bytes and kind `kind` from `pool`, through
+/// `cache` for small movable stacks when one is given (and GSDEBUG does not
+/// say stacknocache). This is the one allocation path: every stack is made
+/// here, and every byte is counted here.
+///
+/// Must run on a system stack (the thread's own stack or g0), never on a
+/// goroutine stack that could itself need to grow while the allocator runs;
+/// the caller guarantees that. A guarded stack's size is rounded up to a
+/// page multiple, and the returned stack's `size()` says so.
+pub fn stackalloc(
+    pool: &StackPool,
+    cache: Option<&mut StackCache>,
+    size: usize,
+    kind: StackKind,
+) -> Result<Stack, AllocError> {
+    let debug = pool.debug();
+    let size = match kind {
+        StackKind::Movable if size.is_power_of_two() && size >= MIN_STACK => size,
+        StackKind::Guarded if size > 0 => {
+            sys::round_up(size, page_size()).ok_or(AllocError::BadSize(size))?
+        }
+        _ => return Err(AllocError::BadSize(size)),
+    };
+
+    let (stk, reused) = if debug.efence || debug.faultonfree {
+        (pool.alloc_system(size)?, false)
+    } else if let Some(order) = order_of(size).filter(|_| kind == StackKind::Movable) {
+        let lo = match cache {
+            Some(cache) if !debug.stacknocache => cache.alloc(pool, order)?,
+            _ => pool.alloc_order(order)?,
+        };
+        let stk = Stack { lo, hi: lo + size, source: StackSource::Order(order) };
+        (stk, true)
+    } else if kind == StackKind::Movable {
+        pool.alloc_large(size)?
+    } else {
+        pool.alloc_guarded(size)?
+    };
+
+    if reused && debug.stackpoison {
+        // SAFETY: the stack was just taken from a free list, so it is mapped
+        // read-write and nobody else holds it.
+        unsafe { poison(stk, STACK_POISON_NEW) };
+    }
+    pool.note_alloc(stk.size());
+    Ok(stk)
+}
+
+/// Give back a stack. This is the one free path: `stk` goes back where its
+/// source says it came from, and is uncounted here.
+///
+/// Like stackalloc, must run on a system stack. A small movable stack goes
+/// into `cache` if one is given (and GSDEBUG does not say stacknocache),
+/// else straight to the pool; any cache may take it, not only the one it was
+/// allocated through, as long as it belongs to the same pool.
+///
+/// # Safety
+/// `stk` must have come from `stackalloc` on this same `pool`, unchanged,
+/// and must not have been freed already. Nothing may use its memory after
+/// this call: the memory is reused, poisoned, or unmapped.
+pub unsafe fn stackfree(pool: &StackPool, cache: Option<&mut StackCache>, stk: Stack) {
+    let debug = pool.debug();
+    let size = stk.size();
+    if debug.stackpoison && stk.source != StackSource::System {
+        // SAFETY: the caller gives the stack back, so it is ours alone; it is
+        // still mapped read-write because it has not been freed.
+        unsafe { poison(stk, STACK_POISON_FREE) };
+    }
+    match stk.source {
+        StackSource::Order(order) => {
+            assert!(
+                usize::from(order) < NUM_ORDERS
+                    && size == order_size(order)
+                    && stk.lo % size == 0,
+                "gstack: stackfree of a bad stack {stk:?}"
+            );
+            match cache {
+                // SAFETY: the caller guarantees the chunk came from this pool
+                // and is dead.
+                Some(cache) if !debug.stacknocache => unsafe { cache.free(pool, order, stk.lo) },
+                // SAFETY: as above.
+                _ => unsafe { pool.free_order(order, stk.lo) },
+            }
+        }
+        // SAFETY: the caller guarantees the stack came from this pool with
+        // this source and is dead.
+        StackSource::Large => unsafe { pool.free_large(stk) },
+        // SAFETY: as above.
+        StackSource::Guarded => unsafe { pool.free_guarded(stk) },
+        // SAFETY: as above.
+        StackSource::System => unsafe { pool.free_system(stk) },
+    }
+    pool.note_free(size);
+}

@@ -1,0 +1,609 @@
+//! The global (per-runtime) stack pool.
+//!
+//! Small movable stacks are chunks of spans: SPAN_SIZE bytes (or a page, if
+//! pages are bigger), aligned to their size, each carved into equal chunks
+//! of one order. A free chunk holds the address of the next free chunk of
+//! its span in its first word. The span table maps a span's base to its
+//! order and free list, so a chunk's span is found by masking its address.
+//!
+//! Large and guarded stacks have their own mappings and are kept, when
+//! free, on lists keyed by size, linked through their first word as well.
+//!
+//! Memory goes back to the system only when no scan cycle is running: a
+//! scan may still hold a pointer into a stack freed during the cycle, and
+//! must find it mapped and still belonging to the pool (seed 002). So while
+//! a cycle runs an emptied span stays mapped (and may be reused), and
+//! release_free waits for end_cycle.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use super::cache::{FreeList, StackCache};
+use super::sys::{self, page_size};
+use super::{link, order_size, set_link, AllocError, Stack, StackSource, StackStats};
+use super::{NUM_ORDERS, SPAN_SIZE};
+use crate::debug::DebugFlags;
+
+/// The pool every stack of one runtime comes from and goes back to. Shared
+/// by all threads (Send + Sync); per-thread `StackCache`s sit in front of it
+/// for small stacks.
+pub struct StackPool {
+    /// Distinguishes pools, so a cache cannot mix up their chunks.
+    id: usize,
+    debug: DebugFlags,
+    /// Bytes per span: SPAN_SIZE, or the page size if that is larger.
+    span_bytes: usize,
+    stats: Counters,
+    inner: Mutex<Inner>,
+}
+
+/// The counters behind StackStats, kept outside the lock so that the cache
+/// fast path and stats() never take it.
+#[derive(Default)]
+struct Counters {
+    in_use: AtomicUsize,
+    sys: AtomicUsize,
+    cached: AtomicUsize,
+    allocs: AtomicU64,
+    frees: AtomicU64,
+    spans_released: AtomicU64,
+}
+
+/// Everything behind the pool lock.
+struct Inner {
+    /// Every mapped span, by base address.
+    spans: HashMap<usize, Span, BuildHasherDefault<SpanHasher>>,
+    /// Per order, the spans that have at least one free chunk. Chunks are
+    /// taken from the lowest such span, which packs stacks into few spans
+    /// and lets the others empty out.
+    avail: [BTreeSet<usize>; NUM_ORDERS],
+    /// Free large stacks: usable size -> first stack of a list.
+    large: BTreeMap<usize, usize>,
+    /// Free guarded stacks: usable size -> first stack of a list.
+    guarded: BTreeMap<usize, usize>,
+    /// A scan cycle is in progress: give nothing back to the system.
+    in_cycle: bool,
+    /// release_free was called during the cycle; do it at end_cycle.
+    release_pending: bool,
+}
+
+/// One span carved into chunks of one order.
+struct Span {
+    order: u8,
+    /// Number of free chunks.
+    nfree: usize,
+    /// First free chunk, 0 if none.
+    free: usize,
+}
+
+/// Hashes span base addresses, which are all multiples of the span size:
+/// multiply by an odd constant, then fold the well-mixed high half into the
+/// low bits the table indexes by.
+#[derive(Default)]
+struct SpanHasher(u64);
+
+impl Hasher for SpanHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
+static NEXT_POOL_ID: AtomicUsize = AtomicUsize::new(1);
+
+impl StackPool {
+    /// Make an empty pool; nothing is mapped until the first allocation.
+    /// `debug` decides for the pool's whole life how stacks are allocated.
+    pub fn new(debug: DebugFlags) -> StackPool {
+        StackPool {
+            id: NEXT_POOL_ID.fetch_add(1, Relaxed),
+            debug,
+            span_bytes: SPAN_SIZE.max(page_size()),
+            stats: Counters::default(),
+            inner: Mutex::new(Inner {
+                spans: HashMap::default(),
+                avail: Default::default(),
+                large: BTreeMap::new(),
+                guarded: BTreeMap::new(),
+                in_cycle: false,
+                release_pending: false,
+            }),
+        }
+    }
+
+    /// The debug flags the pool was made with.
+    pub fn debug(&self) -> DebugFlags {
+        self.debug
+    }
+
+    /// The pool's statistics. Takes no lock; see StackStats.
+    pub fn stats(&self) -> StackStats {
+        let c = &self.stats;
+        StackStats {
+            in_use: c.in_use.load(Relaxed),
+            sys: c.sys.load(Relaxed),
+            cached: c.cached.load(Relaxed),
+            allocs: c.allocs.load(Relaxed),
+            frees: c.frees.load(Relaxed),
+            spans_released: c.spans_released.load(Relaxed),
+        }
+    }
+
+    /// Check that the bytes in use equal `live_sum`, the sum of the sizes of
+    /// the stacks the caller knows to be live. Meant for tests and for a
+    /// runtime that has just counted its goroutines' stacks; no stackalloc
+    /// or stackfree may run concurrently, or the answer is meaningless.
+    pub fn check_accounting(&self, live_sum: usize) -> Result<(), String> {
+        let in_use = self.stats.in_use.load(Relaxed);
+        if in_use == live_sum {
+            Ok(())
+        } else {
+            Err(format!(
+                "stack accounting: pool has {in_use} bytes in use, but the live stacks add up to {live_sum}"
+            ))
+        }
+    }
+
+    /// Start a scan cycle: until end_cycle, no stack memory goes back to the
+    /// system, so pointers into stacks freed meanwhile stay harmless.
+    /// Must not be called while a cycle is already in progress.
+    pub fn begin_cycle(&self) {
+        let mut inner = self.lock();
+        assert!(!inner.in_cycle, "gstack: begin_cycle during a cycle");
+        inner.in_cycle = true;
+    }
+
+    /// End the scan cycle begun by begin_cycle: give back the spans that
+    /// emptied and the free large stacks, and do a release_free that was
+    /// asked for during the cycle.
+    pub fn end_cycle(&self) {
+        let mut inner = self.lock();
+        assert!(inner.in_cycle, "gstack: end_cycle without begin_cycle");
+        inner.in_cycle = false;
+        let all = std::mem::take(&mut inner.release_pending);
+        self.release_idle(&mut inner, all);
+    }
+
+    /// Give every idle span, free large stack and free guarded stack back to
+    /// the system. During a scan cycle this waits for end_cycle. Stacks held
+    /// by caches are not idle; flush the caches first to include them.
+    pub fn release_free(&self) {
+        let mut inner = self.lock();
+        if inner.in_cycle {
+            inner.release_pending = true;
+        } else {
+            self.release_idle(&mut inner, true);
+        }
+    }
+
+    /// Move everything in `cache` back to the pool, under one lock. Call it
+    /// before dropping a cache (or its thread), and before release_free if
+    /// cached memory should go back too. `cache` must belong to this pool
+    /// (or be empty).
+    pub fn flush_cache(&self, cache: &mut StackCache) {
+        if cache.cached_bytes() == 0 {
+            return;
+        }
+        assert_eq!(cache.pool_id(), self.id, "gstack: flush_cache with another pool's cache");
+        let lists = cache.take_all();
+        let mut inner = self.lock();
+        for (order, list) in lists.into_iter().enumerate() {
+            // SAFETY: a cache holds only free chunks it got from this pool
+            // (checked by pool id above), linked through their first word.
+            unsafe { self.put_chain(&mut inner, order as u8, list.head, usize::MAX) };
+            self.stats.cached.fetch_sub(list.bytes, Relaxed);
+        }
+    }
+
+    // ---- for stackalloc / stackfree and the caches ----
+
+    /// This pool's identity, for StackCache.
+    pub(super) fn id(&self) -> usize {
+        self.id
+    }
+
+    /// Count a stack of `size` bytes handed out. Called once per stack by
+    /// stackalloc, after it has the stack.
+    pub(super) fn note_alloc(&self, size: usize) {
+        self.stats.in_use.fetch_add(size, Relaxed);
+        self.stats.allocs.fetch_add(1, Relaxed);
+    }
+
+    /// Count a stack of `size` bytes given back. Called once per stack by
+    /// stackfree.
+    pub(super) fn note_free(&self, size: usize) {
+        self.stats.in_use.fetch_sub(size, Relaxed);
+        self.stats.frees.fetch_add(1, Relaxed);
+    }
+
+    /// Count `bytes` moving into (`into == true`) or out of a cache.
+    pub(super) fn note_cached(&self, bytes: usize, into: bool) {
+        if into {
+            self.stats.cached.fetch_add(bytes, Relaxed);
+        } else {
+            self.stats.cached.fetch_sub(bytes, Relaxed);
+        }
+    }
+
+    /// Take one chunk of `order` for a caller without a cache. Needs no
+    /// precondition; may map a new span.
+    pub(super) fn alloc_order(&self, order: u8) -> Result<usize, AllocError> {
+        let mut inner = self.lock();
+        self.take_chunk(&mut inner, order)
+    }
+
+    /// Put back a chunk of `order` freed by a caller without a cache.
+    ///
+    /// # Safety
+    /// `chunk` must be a chunk of `order` taken from this pool and dead.
+    pub(super) unsafe fn free_order(&self, order: u8, chunk: usize) {
+        let mut inner = self.lock();
+        // SAFETY: the caller guarantees the chunk is ours and dead.
+        unsafe { self.put_chunk(&mut inner, order, chunk) };
+    }
+
+    /// Take chunks of `order` for a cache, under one lock, until they add
+    /// up to at least `want` bytes. Returns them linked through their first
+    /// word, as (first chunk, total bytes), already counted as cached. Fails
+    /// only if not even one chunk can be had.
+    pub(super) fn refill(&self, order: u8, want: usize) -> Result<FreeList, AllocError> {
+        let size = order_size(order);
+        let mut list = FreeList::default();
+        let mut inner = self.lock();
+        while list.bytes < want {
+            match self.take_chunk(&mut inner, order) {
+                Ok(chunk) => {
+                    // SAFETY: the chunk was just taken off a free list, so it
+                    // is mapped and nobody else holds it.
+                    unsafe { set_link(chunk, list.head) };
+                    list.head = chunk;
+                    list.bytes += size;
+                }
+                Err(e) if list.bytes == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        drop(inner);
+        self.note_cached(list.bytes, true);
+        Ok(list)
+    }
+
+    /// Take back from a cache the first `n` chunks of the list starting at
+    /// `head`, under one lock, and uncount them as cached.
+    ///
+    /// # Safety
+    /// The list must be linked through first words, hold at least `n` dead
+    /// chunks of `order` from this pool, and no longer be owned by the cache.
+    pub(super) unsafe fn release(&self, order: u8, head: usize, n: usize) {
+        let mut inner = self.lock();
+        // SAFETY: the caller's guarantee.
+        unsafe { self.put_chain(&mut inner, order, head, n) };
+        drop(inner);
+        self.note_cached(n * order_size(order), false);
+    }
+
+    /// Allocate a large movable stack of `size` bytes (a power of two >=
+    /// SPAN_SIZE): reuse a free one of that size, else map a new one.
+    /// Returns the stack and whether it was reused (not fresh zeroed memory).
+    pub(super) fn alloc_large(&self, size: usize) -> Result<(Stack, bool), AllocError> {
+        // SAFETY: the lists hold only dead large stacks of the keyed size.
+        if let Some(lo) = unsafe { pop_keyed(&mut self.lock().large, size) } {
+            return Ok((Stack { lo, hi: lo + size, source: StackSource::Large }, true));
+        }
+        let len = sys::round_up(size, page_size()).ok_or(AllocError::OutOfMemory(size))?;
+        let lo = sys::map(len).ok_or(AllocError::OutOfMemory(size))?;
+        self.stats.sys.fetch_add(len, Relaxed);
+        Ok((Stack { lo, hi: lo + size, source: StackSource::Large }, false))
+    }
+
+    /// Keep a freed large stack for reuse.
+    ///
+    /// # Safety
+    /// `stk` must be a large stack from this pool, and dead.
+    pub(super) unsafe fn free_large(&self, stk: Stack) {
+        // SAFETY: the caller guarantees the stack is ours and dead.
+        unsafe { push_keyed(&mut self.lock().large, stk.size(), stk.lo) };
+    }
+
+    /// Allocate a guarded stack of `size` bytes (a page multiple): reuse a
+    /// free one of that size, guard page and all, else map `size` plus a
+    /// guard page and protect the guard. Returns the stack and whether it
+    /// was reused.
+    pub(super) fn alloc_guarded(&self, size: usize) -> Result<(Stack, bool), AllocError> {
+        // SAFETY: the lists hold only dead guarded stacks of the keyed size.
+        if let Some(lo) = unsafe { pop_keyed(&mut self.lock().guarded, size) } {
+            return Ok((Stack { lo, hi: lo + size, source: StackSource::Guarded }, true));
+        }
+        let lo = self.map_guarded(size)?;
+        Ok((Stack { lo, hi: lo + size, source: StackSource::Guarded }, false))
+    }
+
+    /// Keep a freed guarded stack for reuse; its guard page stays.
+    ///
+    /// # Safety
+    /// `stk` must be a guarded stack from this pool, and dead.
+    pub(super) unsafe fn free_guarded(&self, stk: Stack) {
+        // SAFETY: the caller guarantees the stack is ours and dead.
+        unsafe { push_keyed(&mut self.lock().guarded, stk.size(), stk.lo) };
+    }
+
+    /// Allocate a stack of `size` bytes (movable or guarded) with its own
+    /// mapping and a guard page below, for GSDEBUG=efence/faultonfree.
+    pub(super) fn alloc_system(&self, size: usize) -> Result<Stack, AllocError> {
+        let len = sys::round_up(size, page_size()).ok_or(AllocError::OutOfMemory(size))?;
+        let lo = self.map_guarded(len)?;
+        Ok(Stack { lo, hi: lo + size, source: StackSource::System })
+    }
+
+    /// Give back a system stack: under faultonfree make it inaccessible for
+    /// ever (its addresses are deliberately never reused, so a stale access
+    /// faults), else unmap it. Either way it no longer counts in `sys`.
+    ///
+    /// # Safety
+    /// `stk` must be a system stack from this pool, and dead.
+    pub(super) unsafe fn free_system(&self, stk: Stack) {
+        let page = page_size();
+        let len = page + stk.size().next_multiple_of(page);
+        // SAFETY: the caller guarantees the mapping [lo - page, lo + len) is
+        // ours (alloc_system made it) and dead.
+        unsafe {
+            if self.debug.faultonfree {
+                sys::fault_forever(stk.lo - page, len);
+            } else {
+                sys::unmap(stk.lo - page, len);
+            }
+        }
+        self.stats.sys.fetch_sub(len, Relaxed);
+    }
+
+    // ---- internals ----
+
+    /// Lock the pool. Every panic while the lock is held happens before the
+    /// state is changed, so a poisoned lock still guards a consistent state.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Number of chunks of `order` in a span.
+    fn chunks_per_span(&self, order: u8) -> usize {
+        self.span_bytes / order_size(order)
+    }
+
+    /// Map `size` bytes (a page multiple) plus a PROT_NONE guard page below
+    /// them, count the mapping in `sys`, and return the start of the usable
+    /// part.
+    fn map_guarded(&self, size: usize) -> Result<usize, AllocError> {
+        let page = page_size();
+        let len = size.checked_add(page).ok_or(AllocError::OutOfMemory(size))?;
+        let base = sys::map(len).ok_or(AllocError::OutOfMemory(size))?;
+        // SAFETY: the guard page is the first page of the mapping just made,
+        // which nothing else knows about.
+        if !unsafe { sys::protect_none(base, page) } {
+            // SAFETY: as above; the whole mapping is ours and unused.
+            unsafe { sys::unmap(base, len) };
+            return Err(AllocError::OutOfMemory(size));
+        }
+        self.stats.sys.fetch_add(len, Relaxed);
+        Ok(base + page)
+    }
+
+    /// Take one free chunk of `order` from the lowest span that has one,
+    /// mapping and carving a new span if none has. Called with the lock held.
+    fn take_chunk(&self, inner: &mut Inner, order: u8) -> Result<usize, AllocError> {
+        let base = match inner.avail[usize::from(order)].first() {
+            Some(&base) => base,
+            None => self.new_span(inner, order)?,
+        };
+        let span = inner.spans.get_mut(&base).expect("available span in the span table");
+        let chunk = span.free;
+        // SAFETY: chunk is the first free chunk of a mapped span; its first
+        // word links to the next free chunk (or 0).
+        span.free = unsafe { link(chunk) };
+        span.nfree -= 1;
+        if span.nfree == 0 {
+            inner.avail[usize::from(order)].remove(&base);
+        }
+        Ok(chunk)
+    }
+
+    /// Map a new span for `order`, carve it into free chunks (lowest address
+    /// first) and enter it in the span table. Called with the lock held.
+    fn new_span(&self, inner: &mut Inner, order: u8) -> Result<usize, AllocError> {
+        let size = order_size(order);
+        let base = sys::map_aligned(self.span_bytes, self.span_bytes)
+            .ok_or(AllocError::OutOfMemory(size))?;
+        self.stats.sys.fetch_add(self.span_bytes, Relaxed);
+        let mut free = 0;
+        for chunk in (base..base + self.span_bytes).step_by(size).rev() {
+            // SAFETY: the chunk lies in the span just mapped, which nothing
+            // else knows about.
+            unsafe { set_link(chunk, free) };
+            free = chunk;
+        }
+        let nfree = self.chunks_per_span(order);
+        inner.spans.insert(base, Span { order, nfree, free });
+        inner.avail[usize::from(order)].insert(base);
+        Ok(base)
+    }
+
+    /// Put one chunk of `order` back on its span's free list; unmap the span
+    /// if that empties it and no cycle is running. Called with the lock held.
+    ///
+    /// # Safety
+    /// `chunk` must be a chunk of `order` taken from this pool, and dead.
+    unsafe fn put_chunk(&self, inner: &mut Inner, order: u8, chunk: usize) {
+        let base = chunk & !(self.span_bytes - 1);
+        let span = match inner.spans.get_mut(&base) {
+            Some(span) if span.order == order => span,
+            _ => panic!("gstack: stackfree of {chunk:#x} (order {order}), which is not from this pool"),
+        };
+        // SAFETY: the caller guarantees the chunk is ours and dead; it lies
+        // in a mapped span.
+        unsafe { set_link(chunk, span.free) };
+        span.free = chunk;
+        span.nfree += 1;
+        let empty = span.nfree == self.chunks_per_span(order);
+        if span.nfree == 1 {
+            inner.avail[usize::from(order)].insert(base);
+        }
+        if empty && !inner.in_cycle {
+            self.release_span(inner, base);
+        }
+    }
+
+    /// Put back up to `n` chunks of a list linked through first words.
+    /// Called with the lock held.
+    ///
+    /// # Safety
+    /// The first `n` chunks of the list (all of it, if shorter) must be dead
+    /// chunks of `order` from this pool, owned by nobody else.
+    unsafe fn put_chain(&self, inner: &mut Inner, order: u8, mut head: usize, n: usize) {
+        for _ in 0..n {
+            if head == 0 {
+                break;
+            }
+            // SAFETY: head is a dead chunk of the list, whose first word
+            // links to the next; read it before put_chunk overwrites it.
+            let next = unsafe { link(head) };
+            // SAFETY: the caller's guarantee.
+            unsafe { self.put_chunk(inner, order, head) };
+            head = next;
+        }
+    }
+
+    /// Unmap an empty span and drop it from the tables. Called with the lock
+    /// held.
+    fn release_span(&self, inner: &mut Inner, base: usize) {
+        // SAFETY: every chunk of the span is free (the caller checked), so no
+        // stack and no cache uses it; the mapping is exactly the span.
+        unsafe { sys::unmap(base, self.span_bytes) };
+        let span = inner.spans.remove(&base).expect("released span in the span table");
+        inner.avail[usize::from(span.order)].remove(&base);
+        self.stats.sys.fetch_sub(self.span_bytes, Relaxed);
+        self.stats.spans_released.fetch_add(1, Relaxed);
+    }
+
+    /// Give back to the system every empty span and every free large stack,
+    /// and, if `guarded`, every free guarded stack. Called with the lock held
+    /// and no cycle running.
+    fn release_idle(&self, inner: &mut Inner, guarded: bool) {
+        let page = page_size();
+        for order in 0..NUM_ORDERS as u8 {
+            let empty: Vec<usize> = inner.avail[usize::from(order)]
+                .iter()
+                .copied()
+                .filter(|base| inner.spans[base].nfree == self.chunks_per_span(order))
+                .collect();
+            for base in empty {
+                self.release_span(inner, base);
+            }
+        }
+        for (size, head) in std::mem::take(&mut inner.large) {
+            let len = size.next_multiple_of(page);
+            // SAFETY: the list holds dead large stacks, each its own mapping
+            // of `len` bytes.
+            let n = unsafe { unmap_list(head, |lo| (lo, len)) };
+            self.stats.sys.fetch_sub(n * len, Relaxed);
+        }
+        if guarded {
+            for (size, head) in std::mem::take(&mut inner.guarded) {
+                let len = size + page;
+                // SAFETY: the list holds dead guarded stacks, each its own
+                // mapping of a guard page and `size` bytes.
+                let n = unsafe { unmap_list(head, |lo| (lo - page, len)) };
+                self.stats.sys.fetch_sub(n * len, Relaxed);
+            }
+        }
+    }
+}
+
+impl Drop for StackPool {
+    /// Unmap everything the pool holds: every span (whatever its chunks are
+    /// doing) and every free large or guarded stack. Stacks still in use
+    /// outside spans are the owner's bug; they are left alone.
+    fn drop(&mut self) {
+        let page = page_size();
+        let span_bytes = self.span_bytes;
+        let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for &base in inner.spans.keys() {
+            // SAFETY: the pool is going away; nothing may use its spans.
+            unsafe { sys::unmap(base, span_bytes) };
+        }
+        for (&size, &head) in &inner.large {
+            let len = size.next_multiple_of(page);
+            // SAFETY: the list holds dead large stacks, each its own mapping.
+            unsafe { unmap_list(head, |lo| (lo, len)) };
+        }
+        for (&size, &head) in &inner.guarded {
+            // SAFETY: the list holds dead guarded stacks, each its own
+            // mapping starting at its guard page.
+            unsafe { unmap_list(head, |lo| (lo - page, size + page)) };
+        }
+    }
+}
+
+/// Take the first stack of the free list for `size`, if there is one.
+///
+/// # Safety
+/// Every list in `lists` must hold only dead stacks, mapped read-write,
+/// linked through their first word.
+unsafe fn pop_keyed(lists: &mut BTreeMap<usize, usize>, size: usize) -> Option<usize> {
+    let head = lists.get_mut(&size)?;
+    let lo = *head;
+    // SAFETY: lo is a dead stack on the list; its first word is the link.
+    let next = unsafe { link(lo) };
+    if next == 0 {
+        lists.remove(&size);
+    } else {
+        *head = next;
+    }
+    Some(lo)
+}
+
+/// Push the dead stack at `lo` onto the free list for `size`.
+///
+/// # Safety
+/// `[lo, lo + size)` must be a dead stack, mapped read-write, that nobody
+/// else holds; the lists must be as for pop_keyed.
+unsafe fn push_keyed(lists: &mut BTreeMap<usize, usize>, size: usize, lo: usize) {
+    let head = lists.entry(size).or_insert(0);
+    // SAFETY: the caller guarantees the stack is ours and writable.
+    unsafe { set_link(lo, *head) };
+    *head = lo;
+}
+
+/// Unmap every stack of a free list; `mapping(lo)` gives the (start, len) of
+/// the mapping holding the stack at `lo`. Returns how many there were.
+///
+/// # Safety
+/// The list must hold only dead stacks linked through their first word,
+/// each alone in the mapping `mapping` names, which nothing uses any more.
+unsafe fn unmap_list(mut lo: usize, mapping: impl Fn(usize) -> (usize, usize)) -> usize {
+    let mut n = 0;
+    while lo != 0 {
+        // SAFETY: lo is a dead stack of the list; read its link before the
+        // memory goes away.
+        let next = unsafe { link(lo) };
+        let (start, len) = mapping(lo);
+        // SAFETY: the caller guarantees the mapping is ours and dead.
+        unsafe { sys::unmap(start, len) };
+        n += 1;
+        lo = next;
+    }
+    n
+}

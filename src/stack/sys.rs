@@ -1,0 +1,132 @@
+//! The stack allocator's only contact with the operating system: anonymous
+//! mappings, unmapping, and page protection. Everything here works on whole
+//! pages; the page size is read once at run time (it is not 4096 on every
+//! aarch64 kernel).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
+
+/// The system page size in bytes, a power of two.
+///
+/// May be called from any thread at any time; the first call asks the
+/// system and later calls return the remembered answer.
+pub fn page_size() -> usize {
+    let cached = PAGE_SIZE.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    // SAFETY: sysconf only reads a system parameter.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    assert!(
+        n > 0 && (n as usize).is_power_of_two(),
+        "gstack: sysconf(_SC_PAGESIZE) returned {n}"
+    );
+    PAGE_SIZE.store(n as usize, Ordering::Relaxed);
+    n as usize
+}
+
+/// Round `n` up to a multiple of `align` (a power of two); None on overflow.
+pub fn round_up(n: usize, align: usize) -> Option<usize> {
+    debug_assert!(align.is_power_of_two());
+    Some(n.checked_add(align - 1)? & !(align - 1))
+}
+
+/// Map `len` bytes (a page multiple) of fresh, zeroed, read-write memory
+/// at an address the system chooses. Returns its start, or None if the
+/// system refuses.
+///
+/// Safe to call anywhere: a new mapping never overlaps memory in use.
+pub fn map(len: usize) -> Option<usize> {
+    debug_assert!(len > 0 && len % page_size() == 0);
+    // SAFETY: with a null hint and no MAP_FIXED the kernel picks an unused
+    // range, so no existing memory is affected.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        None
+    } else {
+        Some(p as usize)
+    }
+}
+
+/// Map `len` bytes whose start is aligned to `align`. Both must be page
+/// multiples and `align` a power of two. Maps `len + align` bytes and
+/// unmaps the unaligned head and the tail, so what remains is exactly
+/// `[start, start + len)`.
+pub fn map_aligned(len: usize, align: usize) -> Option<usize> {
+    debug_assert!(align.is_power_of_two() && align % page_size() == 0);
+    let total = len.checked_add(align)?;
+    let raw = map(total)?;
+    let start = round_up(raw, align)?;
+    let head = start - raw;
+    let tail = total - head - len;
+    // SAFETY: both pieces lie inside the mapping just made, which nothing
+    // else knows about, and are page multiples because raw, start, len and
+    // align are.
+    unsafe {
+        if head > 0 {
+            unmap(raw, head);
+        }
+        if tail > 0 {
+            unmap(start + len, tail);
+        }
+    }
+    Some(start)
+}
+
+/// Unmap `[addr, addr + len)`.
+///
+/// # Safety
+/// The range must be page-aligned, lie within mappings made by this module,
+/// and nothing may access it again.
+pub unsafe fn unmap(addr: usize, len: usize) {
+    // SAFETY: the caller guarantees the range is ours and dead.
+    if unsafe { libc::munmap(addr as *mut libc::c_void, len) } != 0 {
+        panic!(
+            "gstack: munmap({addr:#x}, {len}) failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Make `[addr, addr + len)` inaccessible (PROT_NONE), so that any access
+/// faults. Returns false if the system refuses (it can run out of mapping
+/// slots, since this splits a mapping in two).
+///
+/// # Safety
+/// The range must be page-aligned, lie within a mapping made by this module,
+/// and nothing may rely on accessing it until it is unmapped.
+pub unsafe fn protect_none(addr: usize, len: usize) -> bool {
+    // SAFETY: the caller guarantees the range is ours and unused.
+    unsafe { libc::mprotect(addr as *mut libc::c_void, len, libc::PROT_NONE) == 0 }
+}
+
+/// Give the physical memory behind `[addr, addr + len)` back to the system
+/// and make the range inaccessible, while keeping the addresses reserved so
+/// that they are never handed out again (for GSDEBUG=faultonfree).
+///
+/// # Safety
+/// As for `protect_none`; in addition, the contents of the range are lost.
+pub unsafe fn fault_forever(addr: usize, len: usize) {
+    // SAFETY: the caller guarantees the range is ours and dead. Dropping its
+    // pages first is only an optimisation, so its result does not matter.
+    unsafe {
+        libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED);
+    }
+    // SAFETY: as above.
+    if !unsafe { protect_none(addr, len) } {
+        panic!(
+            "gstack: mprotect({addr:#x}, {len}, PROT_NONE) failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}

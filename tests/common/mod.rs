@@ -1,0 +1,58 @@
+//! Helpers shared by the integration tests.
+
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Output};
+
+/// Run the single test `test_name` of the current test binary in a child
+/// process, with `env` added to its environment, and wait for it.
+///
+/// This is how a test proves that something faults: the child does the bad
+/// access, and the parent checks how it died (see `killed_by`). The child
+/// writes no core file.
+///
+/// If GSTACK_TEST_RUNNER is set (for instance "qemu-aarch64 -L
+/// /usr/aarch64-linux-gnu" when the tests run under emulation), its words
+/// are put in front of the command, because a foreign binary cannot be
+/// executed directly.
+pub fn run_child(test_name: &str, env: &[(&str, &str)]) -> Output {
+    let exe = std::env::current_exe().expect("path of the test binary");
+    let runner = std::env::var("GSTACK_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(words).arg(&exe);
+            cmd
+        }
+        None => Command::new(&exe),
+    };
+    cmd.args(["--exact", test_name, "--nocapture", "--test-threads=1"]);
+    cmd.envs(env.iter().copied());
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls setrlimit, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let none = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            libc::setrlimit(libc::RLIMIT_CORE, &none);
+            Ok(())
+        });
+    }
+    cmd.output().expect("run the child test process")
+}
+
+/// The signal that killed the child, if a signal did.
+#[allow(dead_code)]
+pub fn killed_by(out: &Output) -> Option<i32> {
+    out.status.signal()
+}
+
+/// A description of a child's end and output, for assertion messages.
+#[allow(dead_code)]
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

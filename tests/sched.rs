@@ -1,0 +1,407 @@
+//! Native goroutines on one thread: switching, registers, alignment,
+//! spawning and recycling, accounting, and the fatal paths (in child
+//! processes).
+
+mod common;
+
+use gstack::testing;
+use gstack::{Builder, Config, DebugFlags, Runtime, SpawnError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+fn rt() -> Runtime {
+    Runtime::new(Config {
+        debug: DebugFlags::default(),
+        ..Config::default()
+    })
+}
+
+#[test]
+fn callee_saved_registers_survive_switches() {
+    let masks = Arc::new(Mutex::new(Vec::new()));
+    let r = rt();
+    let m2 = masks.clone();
+    r.run(move || {
+        for i in 0..8u64 {
+            let m = m2.clone();
+            gstack::spawn(move || {
+                // Each goroutine installs its own values; the others run in
+                // between with theirs, so a lost register shows up.
+                let seed = 0x5a5a_0000_0000_0000 ^ (i << 40) ^ (i * 0x1111);
+                let mask = testing::callee_saved_survive(seed + i, || {
+                    for _ in 0..50 {
+                        gstack::yield_now();
+                    }
+                });
+                m.lock().unwrap().push((i, mask));
+            });
+        }
+        // The main goroutine does the same while the others run, and also
+        // goes through raw g0 round trips.
+        let mask = testing::callee_saved_survive(0x7777_0000_1234_0000, || {
+            for _ in 0..50 {
+                gstack::yield_now();
+                testing::raw_switch();
+            }
+        });
+        m2.lock().unwrap().push((99, mask));
+    });
+    let masks = masks.lock().unwrap();
+    assert_eq!(masks.len(), 9);
+    for &(i, mask) in masks.iter() {
+        assert_eq!(mask, 0, "goroutine {i}: registers lost, mask {mask:#x}");
+    }
+}
+
+#[test]
+fn the_checker_detects_a_lost_register() {
+    // The helper must be able to fail: clobbering a callee-saved register
+    // from inside the callback (what a broken switch would do) is caught.
+    // We cannot clobber from Rust, so check the FP control state instead:
+    // changing the rounding mode inside the callback must show up.
+    r_run(|| {
+        let mask = testing::callee_saved_survive(0x1000, || {
+            set_rounding_mode_toward_zero();
+        });
+        assert_ne!(mask, 0, "a changed rounding mode went unnoticed");
+    });
+}
+
+fn r_run(f: impl FnOnce() + Send + 'static) {
+    rt().run(f)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn set_rounding_mode_toward_zero() {
+    // SAFETY: only changes the MXCSR rounding mode of this thread; the
+    // test helper restores the caller's MXCSR before returning.
+    unsafe {
+        let mut v: u32 = 0;
+        std::arch::asm!("stmxcsr [{0}]", in(reg) &mut v);
+        v |= 3 << 13;
+        std::arch::asm!("ldmxcsr [{0}]", in(reg) &v);
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+fn set_rounding_mode_toward_zero() {
+    // SAFETY: d8 is callee-saved; the test helper restores the caller's d8
+    // before returning, and nothing between relies on it.
+    unsafe {
+        std::arch::asm!("fmov d8, xzr", out("v8") _);
+    }
+}
+
+#[test]
+fn stacks_are_aligned_at_entry_and_on_every_runtime_call() {
+    let bad = Arc::new(Mutex::new(Vec::<String>::new()));
+    let b = bad.clone();
+    rt().run(move || {
+        let (sp, ok) = testing::sp_at_call();
+        if !ok {
+            b.lock().unwrap().push(format!("main entry sp {sp:#x}"));
+        }
+        for i in 0..16usize {
+            let b = b.clone();
+            Builder::new()
+                .stack_size(16 * 1024 + i * 4096)
+                .spawn(move || {
+                    let (sp, ok) = testing::sp_at_call();
+                    if !ok {
+                        b.lock().unwrap().push(format!("g{i} entry sp {sp:#x}"));
+                    }
+                    gstack::yield_now();
+                    let ((sp, ok), off) = testing::sp_on_systemstack();
+                    if !ok || !off {
+                        b.lock()
+                            .unwrap()
+                            .push(format!("g{i} systemstack sp {sp:#x} off-stack {off}"));
+                    }
+                    gstack::yield_now();
+                    let (sp, ok) = testing::sp_at_call();
+                    if !ok {
+                        b.lock().unwrap().push(format!("g{i} after yield sp {sp:#x}"));
+                    }
+                })
+                .unwrap();
+        }
+    });
+    assert!(bad.lock().unwrap().is_empty(), "{:?}", bad.lock().unwrap());
+}
+
+#[test]
+fn yield_is_fifo_round_robin() {
+    let log = Arc::new(Mutex::new(String::new()));
+    let l = log.clone();
+    rt().run(move || {
+        for name in ['a', 'b', 'c'] {
+            let l = l.clone();
+            gstack::spawn(move || {
+                for _ in 0..3 {
+                    l.lock().unwrap().push(name);
+                    gstack::yield_now();
+                }
+            });
+        }
+    });
+    assert_eq!(*log.lock().unwrap(), "abcabcabc");
+}
+
+#[test]
+fn ten_thousand_goroutines_ping_pong_and_accounting_returns_to_zero() {
+    const N: usize = 10_000;
+    let done = Arc::new(AtomicUsize::new(0));
+    let checks = Arc::new(Mutex::new(Vec::new()));
+    let r = rt();
+    let (d, c) = (done.clone(), checks.clone());
+    r.run(move || {
+        for i in 0..N {
+            let d = d.clone();
+            gstack::Builder::new()
+                .stack_size(16 * 1024)
+                .spawn(move || {
+                    for _ in 0..(i % 7) + 1 {
+                        gstack::yield_now();
+                    }
+                    d.fetch_add(1, Ordering::Relaxed);
+                })
+                .unwrap();
+        }
+        let s = gstack::stats().unwrap();
+        c.lock().unwrap().push((s, gstack::check_accounting()));
+        while d.load(Ordering::Relaxed) < N {
+            gstack::yield_now();
+        }
+        c.lock().unwrap().push((gstack::stats().unwrap(), gstack::check_accounting()));
+    });
+    assert_eq!(done.load(Ordering::Relaxed), N);
+    let checks = checks.lock().unwrap();
+    let (during, acct) = &checks[0];
+    assert_eq!(during.goroutines_alive, N + 1);
+    assert!(during.stack_in_use >= (N + 1) * 16 * 1024);
+    assert_eq!(acct, &Ok(()));
+    assert_eq!(checks[1].1, Ok(()));
+    let after = r.stats();
+    assert_eq!(after.goroutines_alive, 0);
+    assert_eq!(after.goroutines_spawned, N as u64 + 1);
+    assert_eq!(after.stack_in_use, 0, "{after:?}");
+    assert_eq!(after.stack_cached, 0, "{after:?}");
+    assert_eq!(after.stack_sys, 0, "{after:?}");
+}
+
+#[test]
+fn dead_goroutines_are_recycled_with_their_stacks() {
+    let r = rt();
+    let sys = Arc::new(Mutex::new(Vec::new()));
+    let s2 = sys.clone();
+    r.run(move || {
+        for _wave in 0..5 {
+            for _ in 0..100 {
+                gstack::spawn(|| gstack::yield_now());
+            }
+            // Let the wave finish.
+            for _ in 0..3 {
+                gstack::yield_now();
+            }
+            s2.lock().unwrap().push(gstack::stats().unwrap());
+        }
+    });
+    let sys = sys.lock().unwrap();
+    // After the first wave, every spawn reuses a dead G and its stack:
+    // nothing new is mapped.
+    assert_eq!(sys[1].stack_sys, sys[4].stack_sys, "{sys:?}");
+    assert_eq!(sys[4].goroutines_recycled, 400);
+    assert_eq!(r.stats().goroutines_recycled, 400);
+}
+
+#[test]
+fn spawn_outside_a_runtime_is_an_error() {
+    assert_eq!(Builder::new().spawn(|| {}), Err(SpawnError::NotInRuntime));
+    assert_eq!(
+        SpawnError::NotInRuntime.to_string(),
+        "not on a goroutine of a running gstack runtime"
+    );
+    assert_eq!(gstack::current_id(), None);
+    assert!(gstack::stats().is_none());
+    gstack::yield_now(); // a no-op outside
+}
+
+#[test]
+fn ids_are_sequential_and_main_is_one() {
+    let ids = Arc::new(Mutex::new(Vec::new()));
+    let i2 = ids.clone();
+    rt().run(move || {
+        i2.lock().unwrap().push(gstack::current_id().unwrap());
+        let i3 = i2.clone();
+        let child = gstack::spawn(move || i3.lock().unwrap().push(gstack::current_id().unwrap()));
+        i2.lock().unwrap().push(child);
+    });
+    assert_eq!(*ids.lock().unwrap(), vec![1, 2, 2]);
+}
+
+#[test]
+fn goexit_unwinds_the_goroutine_and_runs_destructors() {
+    struct Flag(Arc<AtomicUsize>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let after = Arc::new(AtomicUsize::new(0));
+    let (d, a) = (dropped.clone(), after.clone());
+    rt().run(move || {
+        gstack::spawn(move || {
+            let _f = Flag(d);
+            gstack::yield_now();
+            gstack::goexit();
+            #[allow(unreachable_code)]
+            a.fetch_add(1, Ordering::Relaxed);
+        });
+    });
+    assert_eq!(dropped.load(Ordering::Relaxed), 1);
+    assert_eq!(after.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn a_runtime_can_run_twice_and_several_run_in_parallel_threads() {
+    let r = rt();
+    for _ in 0..2 {
+        r.run(|| {
+            gstack::spawn(gstack::yield_now);
+        });
+    }
+    assert_eq!(r.stats().goroutines_spawned, 4);
+    let ts: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(|| {
+                let r = rt();
+                let n = Arc::new(AtomicUsize::new(0));
+                let n2 = n.clone();
+                r.run(move || {
+                    for _ in 0..100 {
+                        let n = n2.clone();
+                        gstack::spawn(move || {
+                            gstack::yield_now();
+                            n.fetch_add(1, Ordering::Relaxed);
+                        });
+                    }
+                });
+                (n.load(Ordering::Relaxed), r.stats())
+            })
+        })
+        .collect();
+    for t in ts {
+        let (n, s) = t.join().unwrap();
+        assert_eq!(n, 100);
+        assert_eq!(s.stack_in_use, 0);
+    }
+}
+
+#[test]
+fn run_inside_a_goroutine_is_refused() {
+    // Runs in a child: the refusal is a panic inside a goroutine, which is
+    // fatal by design.
+    if common::is_child() {
+        rt().run(|| rt().run(|| {}));
+        return;
+    }
+    let out = common::run_child("run_inside_a_goroutine_is_refused", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("fatal error: goroutine 1 panicked: gstack: Runtime::run called on a thread that is already running a runtime"),
+        "{err}"
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn efence_end_to_end() {
+    let r = Runtime::new(Config {
+        debug: DebugFlags {
+            efence: true,
+            ..DebugFlags::default()
+        },
+        ..Config::default()
+    });
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    r.run(move || {
+        for _ in 0..50 {
+            let n = n2.clone();
+            gstack::spawn(move || {
+                gstack::yield_now();
+                n.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        assert_eq!(gstack::check_accounting(), Ok(()));
+    });
+    assert_eq!(n.load(Ordering::Relaxed), 50);
+    let s = r.stats();
+    assert_eq!((s.stack_in_use, s.stack_sys), (0, 0));
+}
+
+#[inline(never)]
+fn recurse(n: u64) -> u64 {
+    let buf = [n as u8; 512];
+    let r = if n == 0 {
+        0
+    } else {
+        recurse(n - 1)
+    };
+    std::hint::black_box(&buf);
+    r + buf[7] as u64
+}
+
+#[test]
+fn native_stack_overflow_names_the_goroutine_and_its_size() {
+    if common::is_child() {
+        rt().run(|| {
+            Builder::new()
+                .stack_size(16 * 1024)
+                .spawn(|| {
+                    std::hint::black_box(recurse(1_000_000));
+                })
+                .unwrap();
+        });
+        return;
+    }
+    let out = common::run_child("native_stack_overflow_names_the_goroutine_and_its_size", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("fatal error: stack overflow: goroutine 2 overflowed its 16384-byte stack"),
+        "{err}"
+    );
+    assert_eq!(out.status.code(), Some(2), "{err}");
+}
+
+#[test]
+fn a_panic_in_a_goroutine_is_reported_with_its_id() {
+    if common::is_child() {
+        rt().run(|| {
+            gstack::spawn(|| gstack::yield_now());
+            gstack::spawn(|| panic!("boom at {}", 42));
+        });
+        return;
+    }
+    let out = common::run_child("a_panic_in_a_goroutine_is_reported_with_its_id", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("fatal error: goroutine 3 panicked: boom at 42"), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
+}
+
+#[test]
+fn gsdebug_unknown_settings_are_reported() {
+    if common::is_child() {
+        let _ = Config::default();
+        return;
+    }
+    let out = common::run_child(
+        "gsdebug_unknown_settings_are_reported",
+        &[("GSDEBUG", "efence=1,bogus=1,stackpoison=x")],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bogus"), "{err}");
+    assert!(err.contains("stackpoison"), "{err}");
+    assert!(out.status.success(), "{err}");
+}
