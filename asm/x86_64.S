@@ -74,6 +74,7 @@ gs_gogo:
         mov     r15, [rdi + GS_CTX_R15]
         ldmxcsr [rdi + GS_CTX_MXCSR]
         fldcw   [rdi + GS_CTX_FPCW]
+.Lgogo_jump:
         mov     rsp, [rdi + GS_CTX_SP]
         jmp     [rdi + GS_CTX_PC]
         .cfi_endproc
@@ -102,8 +103,24 @@ gs_swapcontext:
         lea     rax, [rsp + 8]
         mov     [rdi + GS_CTX_SP], rax
         SAVE_CALLEE rdi, 0
+        /* The thread's MXCSR and x87 CW are the ones just saved; loading
+           them is slow (ldmxcsr/fldcw), so skip it when *to has the same
+           (as almost always).  Each load below reads exactly what one store
+           above wrote, so it is forwarded. */
+        mov     eax, [rdi + GS_CTX_MXCSR]
+        movzx   ecx, word ptr [rdi + GS_CTX_FPCW]
         mov     rdi, rsi
-        jmp     gs_gogo
+        cmp     eax, [rsi + GS_CTX_MXCSR]
+        jne     gs_gogo
+        cmp     cx, word ptr [rsi + GS_CTX_FPCW]
+        jne     gs_gogo
+        mov     rbp, [rdi + GS_CTX_FP]
+        mov     rbx, [rdi + GS_CTX_RBX]
+        mov     r12, [rdi + GS_CTX_R12]
+        mov     r13, [rdi + GS_CTX_R13]
+        mov     r14, [rdi + GS_CTX_R14]
+        mov     r15, [rdi + GS_CTX_R15]
+        jmp     .Lgogo_jump
         .cfi_endproc
         .size   gs_swapcontext, . - gs_swapcontext
 

@@ -45,8 +45,10 @@
 #define GS_CTX_FPCW        68  /* u16: x87 control word (callee-saved)     */
 #define GS_CTX_SIZE        72
 /* G fields that follow the context */
-#define GS_G_STARTFN       104 /* GS_G_SCHED + GS_CTX_SIZE */
-#define GS_G_STARTARGS     112 /* usize[6]: arguments after g             */
+/* G fields that follow the context (after schedlink and status, which the
+   scheduler touches on every switch and so share its cache lines) */
+#define GS_G_STARTFN       120 /* GS_G_SCHED + GS_CTX_SIZE + 16 */
+#define GS_G_STARTARGS     128 /* usize[6]: arguments after g             */
 
 #elif defined(__aarch64__)
 /* ---- struct Context, aarch64 (AAPCS64) ------------------------------ */
@@ -63,8 +65,8 @@
 #define GS_CTX_D12         136
 #define GS_CTX_D14         152
 #define GS_CTX_SIZE        168
-#define GS_G_STARTFN       200 /* GS_G_SCHED + GS_CTX_SIZE */
-#define GS_G_STARTARGS     208 /* usize[6]: arguments after g             */
+#define GS_G_STARTFN       216 /* GS_G_SCHED + GS_CTX_SIZE + 16 */
+#define GS_G_STARTARGS     224 /* usize[6]: arguments after g             */
 
 #else
 #error "gstack supports x86_64 and aarch64 only"

@@ -65,7 +65,9 @@ impl DebugFlags {
             match value.parse::<i64>() {
                 Ok(0) => *field = false,
                 Ok(1) => *field = true,
-                _ => warn(&format!("GSDEBUG: bad value \"{value}\" for {name} (ignored)")),
+                _ => warn(&format!(
+                    "GSDEBUG: bad value \"{value}\" for {name} (ignored)"
+                )),
             }
         }
         flags
@@ -162,7 +164,11 @@ mod tests {
             for (other, get_other) in names {
                 if other != name {
                     assert_eq!(get_other(&on), get_other(&DebugFlags::default()), "{other}");
-                    assert_eq!(get_other(&off), get_other(&DebugFlags::default()), "{other}");
+                    assert_eq!(
+                        get_other(&off),
+                        get_other(&DebugFlags::default()),
+                        "{other}"
+                    );
                 }
             }
         }
@@ -204,7 +210,16 @@ mod tests {
 
     #[test]
     fn bad_values_warn_and_keep_the_old_setting() {
-        for bad in ["x", "", "2", "-1", "1.0", "on", "true", "99999999999999999999"] {
+        for bad in [
+            "x",
+            "",
+            "2",
+            "-1",
+            "1.0",
+            "on",
+            "true",
+            "99999999999999999999",
+        ] {
             let (d, w) = parse_warn(&format!("efence={bad},adaptivestackstart={bad}"));
             assert_eq!(d, DebugFlags::default(), "value {bad:?}");
             assert_eq!(

@@ -80,7 +80,7 @@ pub enum GKind {
 /// Body of a native goroutine.
 pub type NativeFn = Box<dyn FnOnce() + Send + 'static>;
 
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct G {
     // ---- read by assembly / managed code: offsets in gstack_abi.h ----
     /// Lowest usable address of the stack.
@@ -94,6 +94,9 @@ pub struct G {
     pub m: *mut M,
     /// Where the G resumes when it is not running.
     pub sched: Context,
+    /// Run-queue link.  (Here, next to `sched`: every switch touches both.)
+    pub schedlink: *mut G,
+    pub status: AtomicU32,
     /// Entry function (also in the initial context; kept for tracebacks).
     pub startfn: usize,
     /// Arguments after `g` passed to the entry function by gs_goentry.
@@ -101,12 +104,9 @@ pub struct G {
 
     // ---- Rust only ----
     pub id: u64,
-    pub status: AtomicU32,
     pub kind: GKind,
     /// The stack allocation (None for g0 and for a dead G without a stack).
     pub stack: Option<Stack>,
-    /// Run-queue link.
-    pub schedlink: *mut G,
     /// Body of a native goroutine until it starts.
     pub native_fn: Option<NativeFn>,
     /// Why the G is waiting (for tracebacks).

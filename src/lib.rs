@@ -109,6 +109,22 @@ pub mod testing {
         }
     }
 
+    /// [`callee_saved_survive`] with a raw callback, for proving that the
+    /// checker catches a callback that breaks the ABI.
+    ///
+    /// # Safety
+    /// `f(arg)` must return normally; it may clobber callee-saved registers
+    /// (that is what the checker looks for) but nothing else.
+    pub unsafe fn callee_saved_survive_raw(
+        f: extern "C" fn(*mut c_void),
+        arg: *mut c_void,
+        seed: u64,
+    ) -> u64 {
+        // SAFETY: the caller's guarantee; the helper restores its caller's
+        // registers whatever f did to them.
+        unsafe { crate::trampoline::gs_test_callee_saved(f, arg, seed) }
+    }
+
     /// Switch to g0 and back doing nothing: the raw cost of a
     /// gs_mcall + gs_gogo pair.  Returns at once outside a goroutine.
     pub fn raw_switch() {

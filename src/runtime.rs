@@ -233,10 +233,10 @@ pub fn yield_now() {
     // code never runs on g0), and the P borrow ends before the switch.
     unsafe {
         let g = (*m).curg;
-        if g.is_null() || (*(*m).sched).p().runq.is_empty() {
+        if g.is_null() {
             return;
         }
-        mcall(g, sched::park_yield);
+        sched::yield_switch(m, g);
     }
 }
 

@@ -371,6 +371,25 @@ pub(crate) unsafe fn schedule(m: *mut M) -> ! {
     }
 }
 
+/// Yield from a native goroutine: requeue `g` behind the others and switch
+/// straight to the next one.
+///
+/// # Safety
+/// `m` is this thread's M and `g` its running goroutine, on g's stack.
+#[inline]
+pub(crate) unsafe fn yield_switch(m: *mut M, g: *mut G) {
+    unsafe {
+        let p = (*(*m).sched).p();
+        let Some(next) = p.runq.pop() else { return };
+        (*g).set_status(Status::Runnable);
+        p.runq.push(g);
+        (*next).set_status(Status::Running);
+        (*next).m = m;
+        (*m).curg = next;
+        crate::trampoline::gs_swapcontext(&mut (*g).sched, &(*next).sched);
+    }
+}
+
 /// mcall target of `yield_now`: requeue `g` behind the others and run the
 /// next one.
 pub(crate) extern "C" fn park_yield(g: *mut G) -> ! {

@@ -197,7 +197,7 @@ unsafe fn poison(stk: Stack, byte: u8) {
 /// page multiple, and the returned stack's `size()` says so.
 pub fn stackalloc(
     pool: &StackPool,
-    cache: Option<&mut StackCache>,
+    mut cache: Option<&mut StackCache>,
     size: usize,
     kind: StackKind,
 ) -> Result<Stack, AllocError> {
@@ -213,11 +213,15 @@ pub fn stackalloc(
     let (stk, reused) = if debug.efence || debug.faultonfree {
         (pool.alloc_system(size)?, false)
     } else if let Some(order) = order_of(size).filter(|_| kind == StackKind::Movable) {
-        let lo = match cache {
+        let lo = match cache.as_deref_mut() {
             Some(cache) if !debug.stacknocache => cache.alloc(pool, order)?,
             _ => pool.alloc_order(order)?,
         };
-        let stk = Stack { lo, hi: lo + size, source: StackSource::Order(order) };
+        let stk = Stack {
+            lo,
+            hi: lo + size,
+            source: StackSource::Order(order),
+        };
         (stk, true)
     } else if kind == StackKind::Movable {
         pool.alloc_large(size)?
@@ -230,7 +234,12 @@ pub fn stackalloc(
         // read-write and nobody else holds it.
         unsafe { poison(stk, STACK_POISON_NEW) };
     }
-    pool.note_alloc(stk.size());
+    // Count it where the caller's thread can do so cheaply: in its cache's
+    // own slot if it gave one, else in the pool's shared counters.
+    match cache {
+        Some(cache) => cache.note_alloc(pool, stk.size()),
+        None => pool.note_alloc(stk.size()),
+    }
     Ok(stk)
 }
 
@@ -246,7 +255,7 @@ pub fn stackalloc(
 /// `stk` must have come from `stackalloc` on this same `pool`, unchanged,
 /// and must not have been freed already. Nothing may use its memory after
 /// this call: the memory is reused, poisoned, or unmapped.
-pub unsafe fn stackfree(pool: &StackPool, cache: Option<&mut StackCache>, stk: Stack) {
+pub unsafe fn stackfree(pool: &StackPool, mut cache: Option<&mut StackCache>, stk: Stack) {
     let debug = pool.debug();
     let size = stk.size();
     if debug.stackpoison && stk.source != StackSource::System {
@@ -257,12 +266,10 @@ pub unsafe fn stackfree(pool: &StackPool, cache: Option<&mut StackCache>, stk: S
     match stk.source {
         StackSource::Order(order) => {
             assert!(
-                usize::from(order) < NUM_ORDERS
-                    && size == order_size(order)
-                    && stk.lo % size == 0,
+                usize::from(order) < NUM_ORDERS && size == order_size(order) && stk.lo % size == 0,
                 "gstack: stackfree of a bad stack {stk:?}"
             );
-            match cache {
+            match cache.as_deref_mut() {
                 // SAFETY: the caller guarantees the chunk came from this pool
                 // and is dead.
                 Some(cache) if !debug.stacknocache => unsafe { cache.free(pool, order, stk.lo) },
@@ -278,5 +285,8 @@ pub unsafe fn stackfree(pool: &StackPool, cache: Option<&mut StackCache>, stk: S
         // SAFETY: as above.
         StackSource::System => unsafe { pool.free_system(stk) },
     }
-    pool.note_free(size);
+    match cache {
+        Some(cache) => cache.note_free(pool, size),
+        None => pool.note_free(size),
+    }
 }

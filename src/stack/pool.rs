@@ -17,10 +17,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering::Acquire};
+use std::sync::atomic::{Ordering::Relaxed, Ordering::Release};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::cache::{FreeList, StackCache};
+use super::cache::{CacheSlot, FreeList, StackCache};
 use super::sys::{self, page_size};
 use super::{link, order_size, set_link, AllocError, Stack, StackSource, StackStats};
 use super::{NUM_ORDERS, SPAN_SIZE};
@@ -36,19 +38,29 @@ pub struct StackPool {
     /// Bytes per span: SPAN_SIZE, or the page size if that is larger.
     span_bytes: usize,
     stats: Counters,
+    /// Every cache's counters (see CacheSlot), in a list that only grows
+    /// while the pool lives, so stats() can walk it without a lock.
+    slots: AtomicPtr<SlotNode>,
     inner: Mutex<Inner>,
 }
 
-/// The counters behind StackStats, kept outside the lock so that the cache
-/// fast path and stats() never take it.
+/// The counters behind StackStats that are not kept per cache: what is
+/// done without a cache, and what only the pool does. Outside the lock, so
+/// that stats() never takes it. `in_use` may wrap below zero when stacks
+/// counted in a cache's slot are freed without one; the sum is exact.
 #[derive(Default)]
 struct Counters {
     in_use: AtomicUsize,
     sys: AtomicUsize,
-    cached: AtomicUsize,
     allocs: AtomicU64,
     frees: AtomicU64,
     spans_released: AtomicU64,
+}
+
+/// A link of the pool's list of cache slots.
+struct SlotNode {
+    slot: Arc<CacheSlot>,
+    next: *mut SlotNode,
 }
 
 /// Everything behind the pool lock.
@@ -115,6 +127,7 @@ impl StackPool {
             debug,
             span_bytes: SPAN_SIZE.max(page_size()),
             stats: Counters::default(),
+            slots: AtomicPtr::new(ptr::null_mut()),
             inner: Mutex::new(Inner {
                 spans: HashMap::default(),
                 avail: Default::default(),
@@ -131,17 +144,27 @@ impl StackPool {
         self.debug
     }
 
-    /// The pool's statistics. Takes no lock; see StackStats.
+    /// The pool's statistics: its own counters plus every cache's slot.
+    /// Takes no lock; see StackStats.
     pub fn stats(&self) -> StackStats {
         let c = &self.stats;
-        StackStats {
+        let mut s = StackStats {
             in_use: c.in_use.load(Relaxed),
             sys: c.sys.load(Relaxed),
-            cached: c.cached.load(Relaxed),
+            cached: 0,
             allocs: c.allocs.load(Relaxed),
             frees: c.frees.load(Relaxed),
             spans_released: c.spans_released.load(Relaxed),
+        };
+        let mut node = self.slots.load(Acquire);
+        while !node.is_null() {
+            // SAFETY: nodes are published complete (Release in claim_slot,
+            // Acquire above) and freed only when the pool drops.
+            let n = unsafe { &*node };
+            n.slot.add_to(&mut s);
+            node = n.next;
         }
+        s
     }
 
     /// Check that the bytes in use equal `live_sum`, the sum of the sizes of
@@ -149,7 +172,7 @@ impl StackPool {
     /// runtime that has just counted its goroutines' stacks; no stackalloc
     /// or stackfree may run concurrently, or the answer is meaningless.
     pub fn check_accounting(&self, live_sum: usize) -> Result<(), String> {
-        let in_use = self.stats.in_use.load(Relaxed);
+        let in_use = self.stats().in_use;
         if in_use == live_sum {
             Ok(())
         } else {
@@ -199,14 +222,13 @@ impl StackPool {
         if cache.cached_bytes() == 0 {
             return;
         }
-        assert_eq!(cache.pool_id(), self.id, "gstack: flush_cache with another pool's cache");
-        let lists = cache.take_all();
+        // take_all refuses a non-empty cache of another pool.
+        let lists = cache.take_all(self);
         let mut inner = self.lock();
         for (order, list) in lists.into_iter().enumerate() {
             // SAFETY: a cache holds only free chunks it got from this pool
-            // (checked by pool id above), linked through their first word.
+            // (take_all checked), linked through their first word.
             unsafe { self.put_chain(&mut inner, order as u8, list.head, usize::MAX) };
-            self.stats.cached.fetch_sub(list.bytes, Relaxed);
         }
     }
 
@@ -217,27 +239,49 @@ impl StackPool {
         self.id
     }
 
-    /// Count a stack of `size` bytes handed out. Called once per stack by
-    /// stackalloc, after it has the stack.
+    /// Give a new cache a counter slot: one a dropped cache gave up, else a
+    /// new one added to the list. Called once per cache and pool.
+    pub(super) fn claim_slot(&self) -> Arc<CacheSlot> {
+        let mut node = self.slots.load(Acquire);
+        while !node.is_null() {
+            // SAFETY: as in stats().
+            let n = unsafe { &*node };
+            if n.slot.try_claim() {
+                return Arc::clone(&n.slot);
+            }
+            node = n.next;
+        }
+        let slot = Arc::new(CacheSlot::new_owned());
+        let node = Box::into_raw(Box::new(SlotNode {
+            slot: Arc::clone(&slot),
+            next: ptr::null_mut(),
+        }));
+        let mut head = self.slots.load(Relaxed);
+        loop {
+            // SAFETY: node is ours until the exchange below publishes it.
+            unsafe { (*node).next = head };
+            match self
+                .slots
+                .compare_exchange_weak(head, node, Release, Relaxed)
+            {
+                Ok(_) => return slot,
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    /// Count a stack of `size` bytes handed out without a cache. Called
+    /// once per such stack by stackalloc, after it has the stack.
     pub(super) fn note_alloc(&self, size: usize) {
         self.stats.in_use.fetch_add(size, Relaxed);
         self.stats.allocs.fetch_add(1, Relaxed);
     }
 
-    /// Count a stack of `size` bytes given back. Called once per stack by
-    /// stackfree.
+    /// Count a stack of `size` bytes given back without a cache. Called
+    /// once per such stack by stackfree.
     pub(super) fn note_free(&self, size: usize) {
         self.stats.in_use.fetch_sub(size, Relaxed);
         self.stats.frees.fetch_add(1, Relaxed);
-    }
-
-    /// Count `bytes` moving into (`into == true`) or out of a cache.
-    pub(super) fn note_cached(&self, bytes: usize, into: bool) {
-        if into {
-            self.stats.cached.fetch_add(bytes, Relaxed);
-        } else {
-            self.stats.cached.fetch_sub(bytes, Relaxed);
-        }
     }
 
     /// Take one chunk of `order` for a caller without a cache. Needs no
@@ -259,7 +303,7 @@ impl StackPool {
 
     /// Take chunks of `order` for a cache, under one lock, until they add
     /// up to at least `want` bytes. Returns them linked through their first
-    /// word, as (first chunk, total bytes), already counted as cached. Fails
+    /// word, as (first chunk, total bytes); the cache counts them. Fails
     /// only if not even one chunk can be had.
     pub(super) fn refill(&self, order: u8, want: usize) -> Result<FreeList, AllocError> {
         let size = order_size(order);
@@ -278,13 +322,11 @@ impl StackPool {
                 Err(_) => break,
             }
         }
-        drop(inner);
-        self.note_cached(list.bytes, true);
         Ok(list)
     }
 
     /// Take back from a cache the first `n` chunks of the list starting at
-    /// `head`, under one lock, and uncount them as cached.
+    /// `head`, under one lock (the cache uncounts them).
     ///
     /// # Safety
     /// The list must be linked through first words, hold at least `n` dead
@@ -293,8 +335,6 @@ impl StackPool {
         let mut inner = self.lock();
         // SAFETY: the caller's guarantee.
         unsafe { self.put_chain(&mut inner, order, head, n) };
-        drop(inner);
-        self.note_cached(n * order_size(order), false);
     }
 
     /// Allocate a large movable stack of `size` bytes (a power of two >=
@@ -303,12 +343,26 @@ impl StackPool {
     pub(super) fn alloc_large(&self, size: usize) -> Result<(Stack, bool), AllocError> {
         // SAFETY: the lists hold only dead large stacks of the keyed size.
         if let Some(lo) = unsafe { pop_keyed(&mut self.lock().large, size) } {
-            return Ok((Stack { lo, hi: lo + size, source: StackSource::Large }, true));
+            return Ok((
+                Stack {
+                    lo,
+                    hi: lo + size,
+                    source: StackSource::Large,
+                },
+                true,
+            ));
         }
         let len = sys::round_up(size, page_size()).ok_or(AllocError::OutOfMemory(size))?;
         let lo = sys::map(len).ok_or(AllocError::OutOfMemory(size))?;
         self.stats.sys.fetch_add(len, Relaxed);
-        Ok((Stack { lo, hi: lo + size, source: StackSource::Large }, false))
+        Ok((
+            Stack {
+                lo,
+                hi: lo + size,
+                source: StackSource::Large,
+            },
+            false,
+        ))
     }
 
     /// Keep a freed large stack for reuse.
@@ -327,10 +381,24 @@ impl StackPool {
     pub(super) fn alloc_guarded(&self, size: usize) -> Result<(Stack, bool), AllocError> {
         // SAFETY: the lists hold only dead guarded stacks of the keyed size.
         if let Some(lo) = unsafe { pop_keyed(&mut self.lock().guarded, size) } {
-            return Ok((Stack { lo, hi: lo + size, source: StackSource::Guarded }, true));
+            return Ok((
+                Stack {
+                    lo,
+                    hi: lo + size,
+                    source: StackSource::Guarded,
+                },
+                true,
+            ));
         }
         let lo = self.map_guarded(size)?;
-        Ok((Stack { lo, hi: lo + size, source: StackSource::Guarded }, false))
+        Ok((
+            Stack {
+                lo,
+                hi: lo + size,
+                source: StackSource::Guarded,
+            },
+            false,
+        ))
     }
 
     /// Keep a freed guarded stack for reuse; its guard page stays.
@@ -347,7 +415,11 @@ impl StackPool {
     pub(super) fn alloc_system(&self, size: usize) -> Result<Stack, AllocError> {
         let len = sys::round_up(size, page_size()).ok_or(AllocError::OutOfMemory(size))?;
         let lo = self.map_guarded(len)?;
-        Ok(Stack { lo, hi: lo + size, source: StackSource::System })
+        Ok(Stack {
+            lo,
+            hi: lo + size,
+            source: StackSource::System,
+        })
     }
 
     /// Give back a system stack: under faultonfree make it inaccessible for
@@ -389,7 +461,9 @@ impl StackPool {
     /// part.
     fn map_guarded(&self, size: usize) -> Result<usize, AllocError> {
         let page = page_size();
-        let len = size.checked_add(page).ok_or(AllocError::OutOfMemory(size))?;
+        let len = size
+            .checked_add(page)
+            .ok_or(AllocError::OutOfMemory(size))?;
         let base = sys::map(len).ok_or(AllocError::OutOfMemory(size))?;
         // SAFETY: the guard page is the first page of the mapping just made,
         // which nothing else knows about.
@@ -409,7 +483,10 @@ impl StackPool {
             Some(&base) => base,
             None => self.new_span(inner, order)?,
         };
-        let span = inner.spans.get_mut(&base).expect("available span in the span table");
+        let span = inner
+            .spans
+            .get_mut(&base)
+            .expect("available span in the span table");
         let chunk = span.free;
         // SAFETY: chunk is the first free chunk of a mapped span; its first
         // word links to the next free chunk (or 0).
@@ -450,7 +527,9 @@ impl StackPool {
         let base = chunk & !(self.span_bytes - 1);
         let span = match inner.spans.get_mut(&base) {
             Some(span) if span.order == order => span,
-            _ => panic!("gstack: stackfree of {chunk:#x} (order {order}), which is not from this pool"),
+            _ => panic!(
+                "gstack: stackfree of {chunk:#x} (order {order}), which is not from this pool"
+            ),
         };
         // SAFETY: the caller guarantees the chunk is ours and dead; it lies
         // in a mapped span.
@@ -492,7 +571,10 @@ impl StackPool {
         // SAFETY: every chunk of the span is free (the caller checked), so no
         // stack and no cache uses it; the mapping is exactly the span.
         unsafe { sys::unmap(base, self.span_bytes) };
-        let span = inner.spans.remove(&base).expect("released span in the span table");
+        let span = inner
+            .spans
+            .remove(&base)
+            .expect("released span in the span table");
         inner.avail[usize::from(span.order)].remove(&base);
         self.stats.sys.fetch_sub(self.span_bytes, Relaxed);
         self.stats.spans_released.fetch_add(1, Relaxed);
@@ -537,6 +619,13 @@ impl Drop for StackPool {
     /// doing) and every free large or guarded stack. Stacks still in use
     /// outside spans are the owner's bug; they are left alone.
     fn drop(&mut self) {
+        let mut node = *self.slots.get_mut();
+        while !node.is_null() {
+            // SAFETY: every node was made by Box::into_raw in claim_slot, and
+            // with &mut self no one else can be walking the list.
+            let n = unsafe { Box::from_raw(node) };
+            node = n.next;
+        }
         let page = page_size();
         let span_bytes = self.span_bytes;
         let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);

@@ -3,8 +3,19 @@
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Output};
 
+/// Set in the environment of every child started by `run_child`.
+pub const CHILD_ENV: &str = "GSTACK_TEST_CHILD";
+
+/// Whether this process is a child started by `run_child`: a test calls it
+/// first, and if true does the thing the parent wants to watch.
+#[allow(dead_code)]
+pub fn is_child() -> bool {
+    std::env::var_os(CHILD_ENV).is_some_and(|v| !v.is_empty())
+}
+
 /// Run the single test `test_name` of the current test binary in a child
-/// process, with `env` added to its environment, and wait for it.
+/// process, with `env` and `GSTACK_TEST_CHILD=<test_name>` added to its
+/// environment, and wait for it.
 ///
 /// This is how a test proves that something faults: the child does the bad
 /// access, and the parent checks how it died (see `killed_by`). The child
@@ -27,12 +38,15 @@ pub fn run_child(test_name: &str, env: &[(&str, &str)]) -> Output {
         None => Command::new(&exe),
     };
     cmd.args(["--exact", test_name, "--nocapture", "--test-threads=1"]);
-    cmd.envs(env.iter().copied());
+    cmd.env(CHILD_ENV, test_name).envs(env.iter().copied());
     // SAFETY: the closure runs in the forked child before exec and only
     // calls setrlimit, which is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
-            let none = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            let none = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
             libc::setrlimit(libc::RLIMIT_CORE, &none);
             Ok(())
         });
