@@ -16,6 +16,7 @@ const REQUIRED: &[&str] = &[
     "GS_G_SCHED",
     "GS_G_STARTFN",
     "GS_G_STARTARGS",
+    "GS_G_RETVAL",
     "GS_M_G0",
     "GS_M_CURG",
     "GS_STACK_PREEMPT",
@@ -28,9 +29,9 @@ const REQUIRED: &[&str] = &[
 fn main() {
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap();
     let os = env::var("CARGO_CFG_TARGET_OS").unwrap();
-    let asm = match (arch.as_str(), os.as_str()) {
-        ("x86_64", "linux") => "asm/x86_64.S",
-        ("aarch64", "linux") => "asm/aarch64.S",
+    let (asm, managed) = match (arch.as_str(), os.as_str()) {
+        ("x86_64", "linux") => ("asm/x86_64.S", "asm/managed_x86_64.S"),
+        ("aarch64", "linux") => ("asm/aarch64.S", "asm/managed_aarch64.S"),
         _ => {
             eprintln!(
                 "error: gstack supports x86_64-linux and aarch64-linux only (target is {arch}-{os}).\n\
@@ -40,11 +41,14 @@ fn main() {
         }
     };
     println!("cargo:rerun-if-changed={asm}");
+    println!("cargo:rerun-if-changed={managed}");
     println!("cargo:rerun-if-changed=include/gstack_abi.h");
+    println!("cargo:rerun-if-changed=include/gstack_asm.h");
     println!("cargo:rerun-if-changed=build.rs");
 
     cc::Build::new()
         .file(asm)
+        .file(managed)
         .include("include")
         .flag_if_supported("-Wa,--noexecstack")
         .compile("gstack_asm");
@@ -95,7 +99,9 @@ fn generate_abi_constants() {
     }
     for name in REQUIRED {
         if !defined.contains(name) {
-            eprintln!("error: include/gstack_abi.h does not define {name} as a number for this target");
+            eprintln!(
+                "error: include/gstack_abi.h does not define {name} as a number for this target"
+            );
             std::process::exit(1);
         }
     }

@@ -54,13 +54,49 @@ impl Context {
 
 /// The offsets of Context's fields that the asm uses, for `src/abi.rs`.
 pub const CTX_FIELD_CHECKS: &[(&str, usize, usize)] = &[
-    ("x19", memoffset::offset_of!(Context, x), crate::abi::GS_CTX_X19),
-    ("x21", memoffset::offset_of!(Context, x) + 16, crate::abi::GS_CTX_X21),
-    ("x23", memoffset::offset_of!(Context, x) + 32, crate::abi::GS_CTX_X23),
-    ("x25", memoffset::offset_of!(Context, x) + 48, crate::abi::GS_CTX_X25),
-    ("x27", memoffset::offset_of!(Context, x) + 64, crate::abi::GS_CTX_X27),
-    ("d8", memoffset::offset_of!(Context, d), crate::abi::GS_CTX_D8),
-    ("d10", memoffset::offset_of!(Context, d) + 16, crate::abi::GS_CTX_D10),
-    ("d12", memoffset::offset_of!(Context, d) + 32, crate::abi::GS_CTX_D12),
-    ("d14", memoffset::offset_of!(Context, d) + 48, crate::abi::GS_CTX_D14),
+    (
+        "x19",
+        memoffset::offset_of!(Context, x),
+        crate::abi::GS_CTX_X19,
+    ),
+    (
+        "x21",
+        memoffset::offset_of!(Context, x) + 16,
+        crate::abi::GS_CTX_X21,
+    ),
+    (
+        "x23",
+        memoffset::offset_of!(Context, x) + 32,
+        crate::abi::GS_CTX_X23,
+    ),
+    (
+        "x25",
+        memoffset::offset_of!(Context, x) + 48,
+        crate::abi::GS_CTX_X25,
+    ),
+    (
+        "x27",
+        memoffset::offset_of!(Context, x) + 64,
+        crate::abi::GS_CTX_X27,
+    ),
+    (
+        "d8",
+        memoffset::offset_of!(Context, d),
+        crate::abi::GS_CTX_D8,
+    ),
+    (
+        "d10",
+        memoffset::offset_of!(Context, d) + 16,
+        crate::abi::GS_CTX_D10,
+    ),
+    (
+        "d12",
+        memoffset::offset_of!(Context, d) + 32,
+        crate::abi::GS_CTX_D12,
+    ),
+    (
+        "d14",
+        memoffset::offset_of!(Context, d) + 48,
+        crate::abi::GS_CTX_D14,
+    ),
 ];

@@ -71,11 +71,39 @@ impl Context {
 
 /// The offsets of Context's fields that the asm uses, for `src/abi.rs`.
 pub const CTX_FIELD_CHECKS: &[(&str, usize, usize)] = &[
-    ("rbx", memoffset::offset_of!(Context, rbx), crate::abi::GS_CTX_RBX),
-    ("r12", memoffset::offset_of!(Context, r12), crate::abi::GS_CTX_R12),
-    ("r13", memoffset::offset_of!(Context, r13), crate::abi::GS_CTX_R13),
-    ("r14", memoffset::offset_of!(Context, r14), crate::abi::GS_CTX_R14),
-    ("r15", memoffset::offset_of!(Context, r15), crate::abi::GS_CTX_R15),
-    ("mxcsr", memoffset::offset_of!(Context, mxcsr), crate::abi::GS_CTX_MXCSR),
-    ("fpcw", memoffset::offset_of!(Context, fpcw), crate::abi::GS_CTX_FPCW),
+    (
+        "rbx",
+        memoffset::offset_of!(Context, rbx),
+        crate::abi::GS_CTX_RBX,
+    ),
+    (
+        "r12",
+        memoffset::offset_of!(Context, r12),
+        crate::abi::GS_CTX_R12,
+    ),
+    (
+        "r13",
+        memoffset::offset_of!(Context, r13),
+        crate::abi::GS_CTX_R13,
+    ),
+    (
+        "r14",
+        memoffset::offset_of!(Context, r14),
+        crate::abi::GS_CTX_R14,
+    ),
+    (
+        "r15",
+        memoffset::offset_of!(Context, r15),
+        crate::abi::GS_CTX_R15,
+    ),
+    (
+        "mxcsr",
+        memoffset::offset_of!(Context, mxcsr),
+        crate::abi::GS_CTX_MXCSR,
+    ),
+    (
+        "fpcw",
+        memoffset::offset_of!(Context, fpcw),
+        crate::abi::GS_CTX_FPCW,
+    ),
 ];

@@ -212,8 +212,9 @@ gs_systemstack:
  * aligned), x29 = 0, x19 = entry function, x20 = G.  Calls
  * fn(g, startargs[0..5]); the return address of that call, gs_goexit_pc,
  * is the saved lr in the goroutine's entry frame (whose saved x29 is 0).
- * When fn returns, x20 still holds the G (callee-saved; the G never moves)
- * and the goroutine is finished on g0.
+ * When fn returns, x20 still holds the G (callee-saved; the G never moves):
+ * its return value is stored in g->retval and the goroutine is finished
+ * on g0.
  *
  *   +------------------+ <- stack_hi = sp at fn's first instruction
  *   | x29 = 0, lr =    | <- fn's frame record after `stp x29, x30, [sp, #-16]!`
@@ -234,6 +235,7 @@ gs_goentry:
         blr     x19
         .globl  gs_goexit_pc
 gs_goexit_pc:
+        str     x0, [x20, #GS_G_RETVAL]
         mov     x0, x20
         adrp    x1, :got:gs_goexit0
         ldr     x1, [x1, #:got_lo12:gs_goexit0]
@@ -241,6 +243,63 @@ gs_goexit_pc:
         brk     #0
         .cfi_endproc
         .size   gs_goentry, . - gs_goentry
+
+/*
+ * void gs_yield(G *g)                      -- called by managed code
+ *
+ * Let other goroutines run.  A tail call into gs_mcall: the saved context
+ * is the managed caller's (pc = lr, sp = its SP, fp = its x29), so while g
+ * is parked its stack holds managed frames only.
+ */
+        .globl  gs_yield
+        .type   gs_yield, %function
+        .p2align 4
+gs_yield:
+        .cfi_startproc
+        BTI_C
+        adrp    x1, :got:gs_park_yield
+        ldr     x1, [x1, #:got_lo12:gs_park_yield]
+        b       gs_mcall
+        .cfi_endproc
+        .size   gs_yield, . - gs_yield
+
+/*
+ * void gs_morestack(G *g)                  -- called by managed code
+ *
+ * Called by a managed function f whose entry check (after its prologue)
+ * found SP below g->stackguard0.  Records f's caller (pc = [x29+8],
+ * sp = x29+16) in g->m->morebuf, saves f's context in g->sched (a tail
+ * call into gs_mcall: pc = lr, sp = f's SP, fp = f's x29, callee-saved
+ * registers) and runs gs_newstack(g) on g0, which resumes g->sched,
+ * possibly on a new stack: f continues with sp and x29 moved by the copy
+ * delta.  On g0 it is a fatal error.
+ *
+ *   f's frame (on g's stack)
+ *   | f's caller's x29, lr | <- x29      morebuf.pc = [x29+8], .sp = x29+16
+ *   | f's locals ...       |
+ *   |                      | <- sp       g->sched.sp; g->sched.pc = lr
+ */
+        .globl  gs_morestack
+        .type   gs_morestack, %function
+        .p2align 4
+gs_morestack:
+        .cfi_startproc
+        BTI_C
+        ldr     x9, [x0, #GS_G_M]
+        ldr     x10, [x9, #GS_M_G0]
+        cmp     x10, x0
+        b.eq    1f
+        ldr     x10, [x29, #8]
+        str     x10, [x9, #GS_M_MOREBUF_PC]
+        add     x10, x29, #16
+        str     x10, [x9, #GS_M_MOREBUF_SP]
+        adrp    x1, :got:gs_newstack
+        ldr     x1, [x1, #:got_lo12:gs_newstack]
+        b       gs_mcall
+1:      bl      gs_fatal_morestack_on_g0
+        brk     #0
+        .cfi_endproc
+        .size   gs_morestack, . - gs_morestack
 
 /*
  * u64 gs_test_callee_saved(void (*fn)(void *), void *arg, u64 seed)

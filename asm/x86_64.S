@@ -34,6 +34,9 @@
  *   gs_goexit0(g)               finish a goroutine; runs on g0; never returns
  *   gs_fatal_mcall_returned(g)  fatal error; never returns
  *   gs_fatal_mcall_on_g0(g)     fatal error; never returns
+ *   gs_park_yield(g)            requeue g and schedule; on g0
+ *   gs_newstack(g)              grow (or handle a safe-point request); on g0
+ *   gs_fatal_morestack_on_g0(g) fatal error; never returns
  */
 
 #include "../include/gstack_abi.h"
@@ -162,7 +165,8 @@ gs_mcall:
         xor     edi, edi
         call    gs_fatal_mcall_returned@PLT
         ud2
-1:      call    gs_fatal_mcall_on_g0@PLT
+1:      and     rsp, -16                /* align for the call; no return */
+        call    gs_fatal_mcall_on_g0@PLT
         ud2
         .cfi_endproc
         .size   gs_mcall, . - gs_mcall
@@ -226,7 +230,8 @@ gs_systemstack:
  * rbx = entry function, r12 = G.  Calls fn(g, startargs[0..5]); the return
  * address of that call, gs_goexit_pc, marks the goroutine's entry frame
  * (its saved rbp is 0).  When fn returns, r12 still holds the G (callee-
- * saved; the G never moves) and the goroutine is finished on g0.
+ * saved; the G never moves): its return value is stored in g->retval and
+ * the goroutine is finished on g0.
  *
  *   +------------------+ <- stack_hi
  *   | (pad to 16)      |
@@ -249,12 +254,69 @@ gs_goentry:
         call    rbx
         .globl  gs_goexit_pc
 gs_goexit_pc:
+        mov     [r12 + GS_G_RETVAL], rax
         mov     rdi, r12
         mov     rsi, [rip + gs_goexit0@GOTPCREL]
         call    gs_mcall
         ud2
         .cfi_endproc
         .size   gs_goentry, . - gs_goentry
+
+/*
+ * void gs_yield(G *g)                      -- called by managed code
+ *
+ * Let other goroutines run.  A tail call into gs_mcall: the saved context
+ * is the managed caller's (pc = its return address, sp = its SP at the
+ * call, fp = its FP), so while g is parked its stack holds managed frames
+ * only, and the unwinder starts at a registered call site.
+ */
+        .globl  gs_yield
+        .type   gs_yield, @function
+        .p2align 4
+gs_yield:
+        .cfi_startproc
+        mov     rsi, [rip + gs_park_yield@GOTPCREL]
+        jmp     gs_mcall
+        .cfi_endproc
+        .size   gs_yield, . - gs_yield
+
+/*
+ * void gs_morestack(G *g)                  -- called by managed code
+ *
+ * Called by a managed function f whose entry check (after its prologue)
+ * found SP below g->stackguard0.  Records f's caller (pc = [rbp+8],
+ * sp = rbp+16) in g->m->morebuf, saves f's context in g->sched (a tail
+ * call into gs_mcall: pc = the return address into f, sp = f's SP at the
+ * call, fp = f's rbp, callee-saved registers) and runs gs_newstack(g) on
+ * g0.  gs_newstack resumes g->sched, possibly on a new stack: then f
+ * continues with rsp and rbp moved by the copy delta and every callee-
+ * saved register as it was.  On g0 it is a fatal error.
+ *
+ *   f's frame (on g's stack)
+ *   | ret into f's caller | <- rbp + 8    morebuf.pc
+ *   | f's caller's rbp    | <- rbp        (morebuf.sp = rbp + 16)
+ *   | f's locals ...      |
+ *   | ret into f          | <- rsp        g->sched.pc; g->sched.sp = rsp + 8
+ */
+        .globl  gs_morestack
+        .type   gs_morestack, @function
+        .p2align 4
+gs_morestack:
+        .cfi_startproc
+        mov     rax, [rdi + GS_G_M]
+        cmp     rdi, [rax + GS_M_G0]
+        je      1f
+        mov     rcx, [rbp + 8]
+        mov     [rax + GS_M_MOREBUF_PC], rcx
+        lea     rcx, [rbp + 16]
+        mov     [rax + GS_M_MOREBUF_SP], rcx
+        mov     rsi, [rip + gs_newstack@GOTPCREL]
+        jmp     gs_mcall
+1:      and     rsp, -16                /* align for the call; no return */
+        call    gs_fatal_morestack_on_g0@PLT
+        ud2
+        .cfi_endproc
+        .size   gs_morestack, . - gs_morestack
 
 /*
  * u64 gs_test_callee_saved(void (*fn)(void *), void *arg, u64 seed)

@@ -27,6 +27,8 @@
 /* ---- struct M (a thread) -------------------------------------------- */
 #define GS_M_G0            0   /* *G: the thread's system-stack goroutine   */
 #define GS_M_CURG          8   /* *G: the user G running on this M, or 0    */
+#define GS_M_MOREBUF_PC    16  /* usize: caller of the function that called morestack */
+#define GS_M_MOREBUF_SP    24  /* usize: its SP                             */
 
 /* Value of stackguard0 that forces every entry check into morestack. */
 #define GS_STACK_PREEMPT   0xfffffffffffffade
@@ -49,6 +51,7 @@
    scheduler touches on every switch and so share its cache lines) */
 #define GS_G_STARTFN       120 /* GS_G_SCHED + GS_CTX_SIZE + 16 */
 #define GS_G_STARTARGS     128 /* usize[6]: arguments after g             */
+#define GS_G_RETVAL        176 /* usize: what the entry function returned */
 
 #elif defined(__aarch64__)
 /* ---- struct Context, aarch64 (AAPCS64) ------------------------------ */
@@ -67,6 +70,7 @@
 #define GS_CTX_SIZE        168
 #define GS_G_STARTFN       216 /* GS_G_SCHED + GS_CTX_SIZE + 16 */
 #define GS_G_STARTARGS     224 /* usize[6]: arguments after g             */
+#define GS_G_RETVAL        272 /* usize: what the entry function returned */
 
 #else
 #error "gstack supports x86_64 and aarch64 only"

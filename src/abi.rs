@@ -33,8 +33,11 @@ assert_offset!(G, m, GS_G_M);
 assert_offset!(G, sched, GS_G_SCHED);
 assert_offset!(G, startfn, GS_G_STARTFN);
 assert_offset!(G, startargs, GS_G_STARTARGS);
+assert_offset!(G, retval, GS_G_RETVAL);
 assert_offset!(M, g0, GS_M_G0);
 assert_offset!(M, curg, GS_M_CURG);
+assert_offset!(M, morebuf_pc, GS_M_MOREBUF_PC);
+assert_offset!(M, morebuf_sp, GS_M_MOREBUF_SP);
 assert_offset!(Context, sp, GS_CTX_SP);
 assert_offset!(Context, pc, GS_CTX_PC);
 assert_offset!(Context, fp, GS_CTX_FP);
@@ -54,3 +57,4 @@ const _: () = {
     }
 };
 const _: () = assert!(GS_STACK_PREEMPT == crate::g::STACK_PREEMPT);
+const _: () = assert!(GS_G_STACKGUARD0 == crate::G_STACKGUARD0_OFFSET);

@@ -2,7 +2,7 @@
 //! (stack overflow, a panic in a goroutine) ends the process with a message
 //! on stderr and exit status 2, like Go's `throw`.  Never silent corruption.
 
-use crate::g::G;
+use crate::g::{GKind, G};
 use crate::m;
 use std::any::Any;
 
@@ -24,13 +24,27 @@ pub fn write_stderr(bytes: &[u8]) {
 }
 
 /// Print `fatal error: msg`, the current goroutine, and exit with status 2.
+///
+/// When the current goroutine is managed and we are on the system stack
+/// (its context saved: morestack, newstack, a scheduler check), its frames
+/// are printed; otherwise its header only.
 pub fn fatal(msg: &str) -> ! {
     let g = m::current_g();
     let mut text = format!("fatal error: {msg}\n");
     if !g.is_null() {
         // SAFETY: a non-null current G is live while its M runs.
-        let (id, status) = unsafe { ((*g).id, (*g).status()) };
-        text.push_str(&format!("\ngoroutine {id} [{}]:\n", status.name()));
+        let gr = unsafe { &*g };
+        let here = &text as *const String as usize;
+        let on_own_stack = here >= gr.stack_lo && here < gr.stack_hi;
+        text.push('\n');
+        if gr.kind == GKind::Managed && !on_own_stack {
+            // SAFETY: we are not on g's stack, so g is stopped at g.sched
+            // (it only leaves its stack through gs_mcall/gs_morestack,
+            // which save it), and this thread is the only one touching it.
+            text.push_str(&unsafe { crate::traceback::traceback_saved(g) });
+        } else {
+            text.push_str(&format!("goroutine {} [{}]:\n", gr.id, gr.status().name()));
+        }
     }
     write_stderr(text.as_bytes());
     exit2()

@@ -6,13 +6,18 @@
 
 use crate::arch::Context;
 use crate::m::M;
-use crate::stack::Stack;
+use crate::stack::{Stack, StackKind};
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 /// `stackguard0` value that is above every stack: every entry check fails
 /// and reaches morestack, which treats it as a request to stop at the next
 /// synchronous safe point (preemption, pending shrink, scan).
 pub const STACK_PREEMPT: usize = 0xffff_ffff_ffff_fade;
+
+/// `stackguard0` value that makes every entry check fail so that newstack
+/// moves the stack at every call (`GSDEBUG=stackforcemove=1`, or a test's
+/// switch).  Above every stack, distinct from [`STACK_PREEMPT`].
+pub const STACK_FORCE_MOVE: usize = 0xffff_ffff_ffff_fad0;
 
 /// Bytes kept free below `stackguard0`.  Managed code may run this far
 /// below the guard before its check calls morestack (a Cranelift-style
@@ -101,6 +106,8 @@ pub struct G {
     pub startfn: usize,
     /// Arguments after `g` passed to the entry function by gs_goentry.
     pub startargs: [usize; 6],
+    /// What the entry function returned (written by gs_goentry).
+    pub retval: usize,
 
     // ---- Rust only ----
     pub id: u64,
@@ -111,6 +118,31 @@ pub struct G {
     pub native_fn: Option<NativeFn>,
     /// Why the G is waiting (for tracebacks).
     pub waitreason: &'static str,
+    /// What kind of stack `stack` is (for reuse by spawn).
+    pub stack_kind: StackKind,
+    /// Move the stack at every entry check (tests).
+    pub force_move: bool,
+    /// Where a managed goroutine's return value goes when it exits.
+    pub exit_slot: Option<std::sync::Arc<ExitSlot>>,
+}
+
+/// The result of a managed goroutine, filled when it exits.
+#[derive(Debug, Default)]
+pub struct ExitSlot {
+    done: core::sync::atomic::AtomicBool,
+    value: AtomicUsize,
+}
+
+impl ExitSlot {
+    pub fn set(&self, v: usize) {
+        self.value.store(v, Ordering::Relaxed);
+        self.done.store(true, Ordering::Release);
+    }
+    pub fn get(&self) -> Option<usize> {
+        self.done
+            .load(Ordering::Acquire)
+            .then(|| self.value.load(Ordering::Relaxed))
+    }
 }
 
 impl G {
@@ -123,6 +155,7 @@ impl G {
             sched: Context::zeroed(),
             startfn: 0,
             startargs: [0; 6],
+            retval: 0,
             id: 0,
             status: AtomicU32::new(Status::Idle as u32),
             kind,
@@ -130,6 +163,9 @@ impl G {
             schedlink: core::ptr::null_mut(),
             native_fn: None,
             waitreason: "",
+            stack_kind: StackKind::Guarded,
+            force_move: false,
+            exit_slot: None,
         }
     }
 
@@ -147,7 +183,8 @@ impl G {
     pub fn set_stack(&mut self, stk: Stack) {
         self.stack_lo = stk.lo;
         self.stack_hi = stk.hi;
-        self.stackguard0.store(stk.lo + STACK_GUARD, Ordering::Relaxed);
+        self.stackguard0
+            .store(stk.lo + STACK_GUARD, Ordering::Relaxed);
         self.stack = Some(stk);
     }
 

@@ -49,20 +49,39 @@
 pub(crate) mod arch;
 
 mod abi;
+#[cfg(feature = "cranelift")]
+pub mod cranelift;
 pub mod debug;
 mod fatal;
+pub mod functab;
 mod g;
 mod m;
+mod managed;
 mod runtime;
 mod sched;
 mod signal;
 pub mod stack;
+mod traceback;
 mod trampoline;
+pub mod unwind;
+
+pub use functab::{register, unregister, CallSiteDesc, FuncDesc, RegisterError, MAX_FRAME};
+pub use managed::{morestack_addr, yield_addr};
+
+/// Offset of `stackguard0` in a G: managed code's entry check compares SP
+/// with the word at `g + G_STACKGUARD0_OFFSET` (stable ABI, as Go's).
+pub const G_STACKGUARD0_OFFSET: usize = 16;
+
+/// Looking at parked managed goroutines: their frames and tracebacks.
+pub mod inspect {
+    pub use crate::managed::{frames, traceback, FrameInfo};
+}
 
 pub use debug::DebugFlags;
+pub use runtime::Managed as ManagedHandle;
 pub use runtime::{
-    check_accounting, current_id, goexit, run, spawn, stats, yield_now, Builder, Config, Runtime,
-    Stats, DEFAULT_MANAGED_STACK, DEFAULT_MAX_STACK, DEFAULT_NATIVE_STACK,
+    check_accounting, current_id, goexit, run, spawn, stats, yield_now, Builder, Config, Managed,
+    Runtime, Stats, DEFAULT_MANAGED_STACK, DEFAULT_MAX_STACK, DEFAULT_NATIVE_STACK,
 };
 pub use sched::SpawnError;
 
@@ -138,6 +157,17 @@ pub mod testing {
         }
         // SAFETY: g is this thread's running goroutine, on its stack.
         unsafe { crate::trampoline::mcall(g, back) }
+    }
+
+    /// Call gs_morestack with this thread's g0, as managed code running on
+    /// the system stack would: a fatal error ("morestack on g0").
+    pub fn morestack_on_g0() {
+        crate::trampoline::systemstack(|| {
+            let m = crate::m::current_m();
+            // SAFETY: m is this thread's M; gs_morestack checks g == g0
+            // first and ends the process.
+            unsafe { crate::trampoline::gs_morestack((*m).g0) }
+        })
     }
 
     /// SP seen by code run through `systemstack` (and whether it is aligned

@@ -15,6 +15,10 @@ pub struct M {
     pub g0: *mut G,
     /// The user goroutine running (or last chosen) on this M, or null.
     pub curg: *mut G,
+    /// Written by gs_morestack: the return address and SP of the caller of
+    /// the function whose entry check failed (for tracebacks of growth).
+    pub morebuf_pc: usize,
+    pub morebuf_sp: usize,
     // ---- Rust only ----
     pub id: u64,
     /// The runtime this thread works for.

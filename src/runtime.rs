@@ -2,10 +2,10 @@
 //! goroutine, spawning, yielding, exiting, statistics.
 
 use crate::debug::DebugFlags;
-use crate::g::{GKind, G};
+use crate::g::{ExitSlot, GKind, G};
 use crate::m::{self, M};
 use crate::sched::{self, Goexit, Sched, SpawnError};
-use crate::trampoline::{gs_swapcontext, mcall, systemstack};
+use crate::trampoline::{gs_swapcontext, systemstack};
 use core::ptr;
 
 /// Default stack of a native goroutine: ordinary Rust or C code on a fixed
@@ -58,6 +58,12 @@ pub struct Stats {
     pub goroutines_spawned: u64,
     /// Spawns that reused a dead goroutine.
     pub goroutines_recycled: u64,
+    /// Stacks moved (grown, or moved in place by stackforcemove).
+    pub stack_copies: u64,
+    /// Bytes copied by those moves.
+    pub stack_bytes_copied: u64,
+    /// Largest stack any managed goroutine grew to.
+    pub stack_peak: usize,
 }
 
 /// One instance of the runtime: its scheduler, stack pool and settings.
@@ -86,7 +92,10 @@ impl Runtime {
             "gstack: Runtime::run called on a thread that is already running a runtime"
         );
         assert!(
-            !self.sched.running.swap(true, core::sync::atomic::Ordering::AcqRel),
+            !self
+                .sched
+                .running
+                .swap(true, core::sync::atomic::Ordering::AcqRel),
             "gstack: this Runtime is already running"
         );
         crate::signal::install();
@@ -97,6 +106,8 @@ impl Runtime {
         let m = Box::into_raw(Box::new(M {
             g0,
             curg: ptr::null_mut(),
+            morebuf_pc: 0,
+            morebuf_sp: 0,
             id: 0,
             sched: &*self.sched,
         }));
@@ -113,7 +124,10 @@ impl Runtime {
         // On this thread's own stack: a system stack, so newproc may run here.
         let first = self
             .sched
-            .newproc(Box::new(main), self.sched.config.native_stack_size)
+            .newproc(
+                sched::Start::Native(Box::new(main)),
+                self.sched.config.native_stack_size,
+            )
             .unwrap_or_else(|e| panic!("gstack: cannot start the main goroutine: {e}"));
         // SAFETY: we are this M's thread; `first` is the only queued G.
         // gs_swapcontext saves this thread's context in g0.sched: the
@@ -171,7 +185,7 @@ fn thread_stack_bounds() -> (usize, usize) {
 }
 
 /// The runtime the calling goroutine belongs to.
-fn current_sched() -> Option<&'static Sched> {
+pub(crate) fn current_sched() -> Option<&'static Sched> {
     let m = m::current_m();
     if m.is_null() {
         return None;
@@ -185,6 +199,22 @@ fn current_sched() -> Option<&'static Sched> {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Builder {
     stack_size: Option<usize>,
+    force_move: bool,
+}
+
+/// A spawned managed goroutine: its id, and its entry function's return
+/// value once it has exited.
+#[derive(Clone, Debug)]
+pub struct Managed {
+    pub id: u64,
+    exit: std::sync::Arc<ExitSlot>,
+}
+
+impl Managed {
+    /// The entry function's return value, or None while it runs.
+    pub fn result(&self) -> Option<usize> {
+        self.exit.get()
+    }
 }
 
 impl Builder {
@@ -192,8 +222,9 @@ impl Builder {
         Builder::default()
     }
 
-    /// Size of the fixed stack (rounded up to whole pages; a guard page is
-    /// added below it).
+    /// Stack size: for a native goroutine the size of its fixed stack
+    /// (rounded up to whole pages; a guard page is added below it), for a
+    /// managed one its starting size (rounded up to a power of two).
     pub fn stack_size(mut self, size: usize) -> Builder {
         self.stack_size = Some(size);
         self
@@ -206,9 +237,49 @@ impl Builder {
         let size = self.stack_size.unwrap_or(sched.config.native_stack_size);
         let body: crate::g::NativeFn = Box::new(f);
         // The allocator must not run on a goroutine stack.
-        let g = systemstack(move || sched.newproc(body, size))?;
+        let g = systemstack(move || sched.newproc(sched::Start::Native(body), size))?;
         // SAFETY: g is live (Gs are never freed while the runtime runs).
         Ok(unsafe { (*g).id })
+    }
+
+    /// Spawn a managed goroutine: `entry` must be the start of a registered
+    /// managed function; it is called as `entry(g, args...)` (at most 6
+    /// integer or pointer arguments) on a movable stack that starts at the
+    /// runtime's `managed_stack_size` (or this builder's `stack_size`,
+    /// rounded up to a power of two).
+    pub fn spawn_managed(self, entry: usize, args: &[usize]) -> Result<Managed, SpawnError> {
+        let sched = current_sched().ok_or(SpawnError::NotInRuntime)?;
+        if args.len() > 6 {
+            return Err(SpawnError::TooManyArgs(args.len()));
+        }
+        let registered = crate::functab::read()
+            .find(entry + 1)
+            .is_some_and(|f| f.start == entry);
+        if !registered {
+            return Err(SpawnError::NotManaged(entry));
+        }
+        let mut a = [0usize; 6];
+        a[..args.len()].copy_from_slice(args);
+        let size = self.stack_size.unwrap_or(sched.config.managed_stack_size);
+        let exit = std::sync::Arc::new(ExitSlot::default());
+        let start = sched::Start::Managed {
+            entry,
+            args: a,
+            exit: Some(exit.clone()),
+            force_move: self.force_move,
+        };
+        let g = systemstack(move || sched.newproc(start, size))?;
+        // SAFETY: g is live (Gs are never freed while the runtime runs).
+        let id = unsafe { (*g).id };
+        Ok(Managed { id, exit })
+    }
+
+    /// Make every entry check of this (managed) goroutine move its stack,
+    /// as `GSDEBUG=stackforcemove=1` does for all: a test that every frame
+    /// and value survives a move at every call.
+    pub fn force_move(mut self, on: bool) -> Builder {
+        self.force_move = on;
+        self
     }
 }
 

@@ -43,10 +43,6 @@ impl GQueue {
             len: 0,
         }
     }
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.head.is_null()
-    }
     /// # Safety
     /// `g` is a live G on no queue.
     #[inline]
@@ -107,6 +103,20 @@ struct GTable {
     free_with_stack: usize,
 }
 
+/// How a new goroutine starts.
+pub enum Start {
+    /// A Rust closure on a fixed stack.
+    Native(NativeFn),
+    /// A registered managed function, called as `entry(g, args...)`; its
+    /// return value goes to `exit`.
+    Managed {
+        entry: usize,
+        args: [usize; 6],
+        exit: Option<std::sync::Arc<crate::g::ExitSlot>>,
+        force_move: bool,
+    },
+}
+
 /// Why a goroutine could not be spawned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SpawnError {
@@ -114,6 +124,10 @@ pub enum SpawnError {
     NotInRuntime,
     /// The stack could not be allocated.
     Stack(AllocError),
+    /// The entry address is not the start of a registered managed function.
+    NotManaged(usize),
+    /// More arguments than the entry trampoline passes (6 after g).
+    TooManyArgs(usize),
 }
 
 impl std::fmt::Display for SpawnError {
@@ -123,6 +137,18 @@ impl std::fmt::Display for SpawnError {
                 f.write_str("not on a goroutine of a running gstack runtime")
             }
             SpawnError::Stack(e) => write!(f, "{e}"),
+            SpawnError::NotManaged(a) => {
+                write!(
+                    f,
+                    "{a:#x} is not the start of a registered managed function"
+                )
+            }
+            SpawnError::TooManyArgs(n) => {
+                write!(
+                    f,
+                    "{n} arguments: a managed goroutine takes at most 6 after g"
+                )
+            }
         }
     }
 }
@@ -138,6 +164,9 @@ pub struct Sched {
     alive: AtomicUsize,
     spawned: AtomicU64,
     recycled: AtomicU64,
+    grows: AtomicU64,
+    bytes_copied: AtomicU64,
+    peak_stack: AtomicUsize,
     pub(crate) running: AtomicBool,
 }
 
@@ -168,6 +197,9 @@ impl Sched {
             alive: AtomicUsize::new(0),
             spawned: AtomicU64::new(0),
             recycled: AtomicU64::new(0),
+            grows: AtomicU64::new(0),
+            bytes_copied: AtomicU64::new(0),
+            peak_stack: AtomicUsize::new(0),
             running: AtomicBool::new(false),
         }
     }
@@ -201,7 +233,17 @@ impl Sched {
             goroutines_alive: self.alive.load(Ordering::Relaxed),
             goroutines_spawned: self.spawned.load(Ordering::Relaxed),
             goroutines_recycled: self.recycled.load(Ordering::Relaxed),
+            stack_copies: self.grows.load(Ordering::Relaxed),
+            stack_bytes_copied: self.bytes_copied.load(Ordering::Relaxed),
+            stack_peak: self.peak_stack.load(Ordering::Relaxed),
         }
+    }
+
+    /// Account one stack copy of `used` bytes to a `newsize`-byte stack.
+    pub(crate) fn note_copy(&self, used: usize, newsize: usize) {
+        self.grows.fetch_add(1, Ordering::Relaxed);
+        self.bytes_copied.fetch_add(used as u64, Ordering::Relaxed);
+        self.peak_stack.fetch_max(newsize, Ordering::Relaxed);
     }
 
     /// Seed 004's invariant: the stacks every G holds add up to exactly
@@ -214,13 +256,23 @@ impl Sched {
         self.pool.check_accounting(sum)
     }
 
-    /// Make a native goroutine running `f` on a fixed, guarded stack of
-    /// `size` bytes (rounded up to pages) and put it on the run queue.
+    /// Make a goroutine that starts as `start` says, on a stack of `size`
+    /// bytes (native: rounded up to pages, fixed, guard page below;
+    /// managed: rounded up to a power of two, movable), and put it on the
+    /// run queue.
     ///
     /// Must run on a system stack (g0, or a thread's own stack before the
     /// scheduler starts): it allocates stacks.  Reuses a dead G, and its
-    /// stack when the size matches.
-    pub fn newproc(&self, f: NativeFn, size: usize) -> Result<*mut G, SpawnError> {
+    /// stack when kind and size match.
+    pub fn newproc(&self, start: Start, size: usize) -> Result<*mut G, SpawnError> {
+        let (kind, stack_kind, want) = match start {
+            Start::Native(_) => (GKind::Native, StackKind::Guarded, round_to_pages(size)),
+            Start::Managed { .. } => (
+                GKind::Managed,
+                StackKind::Movable,
+                size.max(crate::stack::MIN_STACK).next_power_of_two(),
+            ),
+        };
         let g = {
             let mut t = self.gs.lock().unwrap();
             match t.free.pop() {
@@ -233,7 +285,7 @@ impl Sched {
                     g
                 }
                 None => {
-                    let g = Box::into_raw(Box::new(G::new(GKind::Native)));
+                    let g = Box::into_raw(Box::new(G::new(kind)));
                     t.all.push(g);
                     g
                 }
@@ -244,9 +296,8 @@ impl Sched {
         // P may be borrowed.
         unsafe {
             let gr = &mut *g;
-            let want = round_to_pages(size);
             if let Some(stk) = gr.stack {
-                if stk.size() != want || stk.guard().is_none() {
+                if stk.size() != want || gr.stack_kind != stack_kind {
                     let p = self.p();
                     stackfree(&self.pool, self.cache(p), stk);
                     gr.clear_stack();
@@ -254,32 +305,79 @@ impl Sched {
             }
             if gr.stack.is_none() {
                 let p = self.p();
-                match stackalloc(&self.pool, self.cache(p), size, StackKind::Guarded) {
-                    Ok(stk) => gr.set_stack(stk),
+                match stackalloc(&self.pool, self.cache(p), want, stack_kind) {
+                    Ok(stk) => {
+                        gr.set_stack(stk);
+                        gr.stack_kind = stack_kind;
+                    }
                     Err(e) => {
-                        self.gs.lock().unwrap().free.push(g);
+                        let mut t = self.gs.lock().unwrap();
+                        t.free.push(g);
                         return Err(SpawnError::Stack(e));
                     }
                 }
             }
-            gr.kind = GKind::Native;
+            gr.kind = kind;
             gr.id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            gr.startfn = native_entry as *const () as usize;
-            gr.startargs = [0; 6];
+            gr.waitreason = "";
+            gr.retval = 0;
+            let entry = match start {
+                Start::Native(f) => {
+                    gr.native_fn = Some(f);
+                    gr.startargs = [0; 6];
+                    gr.exit_slot = None;
+                    gr.force_move = false;
+                    native_entry as *const () as usize
+                }
+                Start::Managed {
+                    entry,
+                    args,
+                    exit,
+                    force_move,
+                } => {
+                    gr.native_fn = None;
+                    gr.startargs = args;
+                    gr.exit_slot = exit;
+                    gr.force_move = force_move;
+                    entry
+                }
+            };
+            gr.startfn = entry;
             gr.sched = Context::new_goroutine(
                 gr.stack_hi,
                 gs_goentry as *const () as usize,
-                native_entry as *const () as usize,
+                entry,
                 g as usize,
             );
-            gr.native_fn = Some(f);
-            gr.waitreason = "";
+            self.install_guard(gr);
             gr.set_status(Status::Runnable);
             self.alive.fetch_add(1, Ordering::Relaxed);
             self.spawned.fetch_add(1, Ordering::Relaxed);
             self.p().runq.push(g);
         }
         Ok(g)
+    }
+
+    /// Set `g.stackguard0` for its current stack: the normal guard, or the
+    /// forced-move value when every entry check should reach newstack
+    /// (`GSDEBUG=stackforcemove=1`, or the goroutine's own test switch).
+    pub(crate) fn install_guard(&self, g: &mut G) {
+        let v = if g.kind == GKind::Managed && (g.force_move || self.config.debug.stackforcemove) {
+            crate::g::STACK_FORCE_MOVE
+        } else {
+            g.stack_lo + crate::g::STACK_GUARD
+        };
+        g.stackguard0.store(v, Ordering::Relaxed);
+    }
+
+    /// Find a goroutine by id (linear: for tracebacks and inspection).
+    pub(crate) fn find_g(&self, id: u64) -> Option<*mut G> {
+        let t = self.gs.lock().unwrap();
+        // SAFETY: every G in `all` is live.
+        t.all
+            .iter()
+            .copied()
+            .find(|&g| unsafe { (*g).id == id && (*g).status() != Status::Dead })
     }
 
     /// Put a dead G on the free list; keep its stack if there is room.
@@ -390,9 +488,10 @@ pub(crate) unsafe fn yield_switch(m: *mut M, g: *mut G) {
     }
 }
 
-/// mcall target of `yield_now`: requeue `g` behind the others and run the
-/// next one.
-pub(crate) extern "C" fn park_yield(g: *mut G) -> ! {
+/// mcall target of managed code's `gs_yield` (and of a safe point that
+/// yields): requeue `g` behind the others and run the next one.
+#[no_mangle]
+pub extern "C" fn gs_park_yield(g: *mut G) -> ! {
     // SAFETY: mcall passes the goroutine that was running on this M; its
     // context is saved, so it may be queued.
     unsafe {
@@ -419,6 +518,9 @@ pub extern "C" fn gs_goexit0(g: *mut G) -> ! {
         let sched = &*(*m).sched;
         (*g).set_status(Status::Dead);
         (*g).native_fn = None;
+        if let Some(slot) = (*g).exit_slot.take() {
+            slot.set((*g).retval);
+        }
         (*g).waitreason = "";
         (*m).curg = ptr::null_mut();
         sched.alive.fetch_sub(1, Ordering::Relaxed);

@@ -46,6 +46,11 @@ extern "C" {
     /// The return address of a goroutine's entry frame.  Never called.
     pub fn gs_goexit_pc();
 
+    /// Called by managed code whose entry check failed (see the asm).
+    pub fn gs_morestack(g: *mut G);
+    /// Called by managed code to yield (see the asm).
+    pub fn gs_yield(g: *mut G);
+
     /// Test helper, see the asm.
     pub fn gs_test_callee_saved(f: extern "C" fn(*mut c_void), arg: *mut c_void, seed: u64) -> u64;
     /// Test helper: SP at its own entry.
@@ -89,12 +94,23 @@ pub fn systemstack<R, F: FnOnce() -> R>(f: F) -> R {
             )),
         }
     }
-    let mut slot = Slot { f: Some(f), r: None };
+    let mut slot = Slot {
+        f: Some(f),
+        r: None,
+    };
     // SAFETY: m is this thread's live M; its curg (or g0) has m set, and
     // tramp neither switches goroutines nor unwinds (catch_unwind above).
     unsafe {
-        let g = if (*m).curg.is_null() { (*m).g0 } else { (*m).curg };
-        gs_systemstack(g, tramp::<R, F>, &mut slot as *mut Slot<F, R> as *mut c_void);
+        let g = if (*m).curg.is_null() {
+            (*m).g0
+        } else {
+            (*m).curg
+        };
+        gs_systemstack(
+            g,
+            tramp::<R, F>,
+            &mut slot as *mut Slot<F, R> as *mut c_void,
+        );
     }
     slot.r.unwrap()
 }

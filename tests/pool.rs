@@ -179,7 +179,8 @@ fn large_stacks_are_page_aligned_writable_and_reused() {
         "large stacks never go to the cache"
     );
     let s = pool.stats();
-    assert_eq!(s.sys, (32 << 10) + (64 << 10) + (1 << 20) + (8 << 20));
+    let mapped_sizes = [32 << 10, 64 << 10, 1 << 20, 8 << 20].map(round_page);
+    assert_eq!(s.sys, mapped_sizes.iter().sum::<usize>());
     assert_empty(&pool);
 }
 
@@ -460,6 +461,32 @@ fn accounting_holds_with_threads_sharing_a_pool() {
 }
 
 #[test]
+fn counts_survive_caches_coming_and_going() {
+    let pool = StackPool::new(DebugFlags::default());
+    let mut live = Vec::new();
+    for round in 1..=5u64 {
+        let mut cache = StackCache::new();
+        let a = alloc(&pool, Some(&mut cache), 2048, StackKind::Movable);
+        let b = alloc(&pool, Some(&mut cache), 64 << 10, StackKind::Movable);
+        let c = alloc(&pool, Some(&mut cache), 8192, StackKind::Guarded);
+        free(&pool, Some(&mut cache), a);
+        free(&pool, Some(&mut cache), c);
+        // b outlives its cache; freed later without one.
+        live.push(b);
+        pool.flush_cache(&mut cache);
+        drop(cache);
+        let s = pool.stats();
+        assert_eq!((s.allocs, s.frees), (3 * round, 2 * round));
+        pool.check_accounting(live.len() * (64 << 10)).unwrap();
+    }
+    for b in live {
+        free(&pool, None, b);
+    }
+    assert_eq!(pool.stats().in_use, 0);
+    assert_empty(&pool);
+}
+
+#[test]
 fn a_cycle_delays_giving_memory_back() {
     isolated("a_cycle_delays_giving_memory_back", || {
         let pool = StackPool::new(DebugFlags::default());
@@ -486,7 +513,7 @@ fn a_cycle_delays_giving_memory_back() {
         let g = alloc(&pool, None, 16 << 10, StackKind::Guarded);
         free(&pool, None, l);
         free(&pool, None, g);
-        let with_all = span + (64 << 10) + (16 << 10) + page();
+        let with_all = span + round_page(64 << 10) + round_page(16 << 10) + page();
         assert_eq!(pool.stats().sys, with_all);
         pool.release_free();
         assert_eq!(pool.stats().sys, with_all);
@@ -505,7 +532,7 @@ fn a_cycle_delays_giving_memory_back() {
         free(&pool, None, g);
         free(&pool, None, l);
         pool.end_cycle();
-        assert_eq!(pool.stats().sys, (16 << 10) + page());
+        assert_eq!(pool.stats().sys, round_page(16 << 10) + page());
         let g2 = alloc(&pool, None, 16 << 10, StackKind::Guarded);
         assert_eq!(g2.lo, g.lo);
         free(&pool, None, g2);

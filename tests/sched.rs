@@ -76,7 +76,11 @@ fn the_checker_detects_a_lost_register() {
     let mask = unsafe {
         testing::callee_saved_survive_raw(clobber_callee_saved, core::ptr::null_mut(), 0x1000)
     };
-    let want = if cfg!(target_arch = "x86_64") { 1 } else { 1 | 1 << 11 };
+    let want = if cfg!(target_arch = "x86_64") {
+        1
+    } else {
+        1 | 1 << 11
+    };
     assert_eq!(mask, want);
 }
 
@@ -108,7 +112,9 @@ fn stacks_are_aligned_at_entry_and_on_every_runtime_call() {
                     gstack::yield_now();
                     let (sp, ok) = testing::sp_at_call();
                     if !ok {
-                        b.lock().unwrap().push(format!("g{i} after yield sp {sp:#x}"));
+                        b.lock()
+                            .unwrap()
+                            .push(format!("g{i} after yield sp {sp:#x}"));
                     }
                 })
                 .unwrap();
@@ -160,7 +166,9 @@ fn ten_thousand_goroutines_ping_pong_and_accounting_returns_to_zero() {
         while d.load(Ordering::Relaxed) < N {
             gstack::yield_now();
         }
-        c.lock().unwrap().push((gstack::stats().unwrap(), gstack::check_accounting()));
+        c.lock()
+            .unwrap()
+            .push((gstack::stats().unwrap(), gstack::check_accounting()));
     });
     assert_eq!(done.load(Ordering::Relaxed), N);
     let checks = checks.lock().unwrap();
@@ -332,11 +340,7 @@ fn efence_end_to_end() {
 #[inline(never)]
 fn recurse(n: u64) -> u64 {
     let buf = [n as u8; 512];
-    let r = if n == 0 {
-        0
-    } else {
-        recurse(n - 1)
-    };
+    let r = if n == 0 { 0 } else { recurse(n - 1) };
     std::hint::black_box(&buf);
     r + buf[7] as u64
 }
@@ -354,7 +358,10 @@ fn native_stack_overflow_names_the_goroutine_and_its_size() {
         });
         return;
     }
-    let out = common::run_child("native_stack_overflow_names_the_goroutine_and_its_size", &[]);
+    let out = common::run_child(
+        "native_stack_overflow_names_the_goroutine_and_its_size",
+        &[],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("fatal error: stack overflow: goroutine 2 overflowed its 16384-byte stack"),
@@ -374,7 +381,10 @@ fn a_panic_in_a_goroutine_is_reported_with_its_id() {
     }
     let out = common::run_child("a_panic_in_a_goroutine_is_reported_with_its_id", &[]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("fatal error: goroutine 3 panicked: boom at 42"), "{err}");
+    assert!(
+        err.contains("fatal error: goroutine 3 panicked: boom at 42"),
+        "{err}"
+    );
     assert_eq!(out.status.code(), Some(2), "{err}");
 }
 

@@ -18,10 +18,18 @@
 //!   list keyed by size with the guard page still in place.
 //! - Under GSDEBUG=efence or faultonfree every stack has its own mapping
 //!   with a guard page below, and is never reused.
+//!
+//! While a scan cycle runs (`StackPool::begin_cycle` .. `end_cycle`) no
+//! pooled memory goes back to the system, so a pointer the scan still holds
+//! into a stack freed meanwhile points at mapped pool memory (seed 002).
+//! Debug-mode stacks are the exception: catching such stale uses is their
+//! point.
 
 use std::fmt;
 
 mod cache;
+pub(crate) mod copy;
+pub(crate) mod grow;
 mod pool;
 mod sys;
 
@@ -101,8 +109,11 @@ impl Stack {
     }
 }
 
-/// Stack memory statistics of one pool. Each counter is exact; read while
-/// other threads allocate, the set is not a single snapshot.
+/// Stack memory statistics of one pool. Exact whenever no stackalloc or
+/// stackfree runs at the same time. The counters are kept per cache and
+/// summed on reading, so a read that races with other threads' allocations
+/// may mix before and after states (a stack allocated through one cache and
+/// freed through another can then briefly count twice or not at all).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StackStats {
     /// Sum of usable sizes (hi - lo) of every stack handed out and not freed.
@@ -266,7 +277,9 @@ pub unsafe fn stackfree(pool: &StackPool, mut cache: Option<&mut StackCache>, st
     match stk.source {
         StackSource::Order(order) => {
             assert!(
-                usize::from(order) < NUM_ORDERS && size == order_size(order) && stk.lo % size == 0,
+                usize::from(order) < NUM_ORDERS
+                    && size == order_size(order)
+                    && stk.lo & (size - 1) == 0,
                 "gstack: stackfree of a bad stack {stk:?}"
             );
             match cache.as_deref_mut() {

@@ -71,9 +71,10 @@ struct Inner {
     /// taken from the lowest such span, which packs stacks into few spans
     /// and lets the others empty out.
     avail: [BTreeSet<usize>; NUM_ORDERS],
-    /// Free large stacks: usable size -> first stack of a list.
+    /// Free large stacks: usable size -> first stack of a list, 0 when
+    /// empty (a size once used keeps its entry, so reuse allocates nothing).
     large: BTreeMap<usize, usize>,
-    /// Free guarded stacks: usable size -> first stack of a list.
+    /// Free guarded stacks: as for `large`.
     guarded: BTreeMap<usize, usize>,
     /// A scan cycle is in progress: give nothing back to the system.
     in_cycle: bool,
@@ -654,13 +655,11 @@ impl Drop for StackPool {
 unsafe fn pop_keyed(lists: &mut BTreeMap<usize, usize>, size: usize) -> Option<usize> {
     let head = lists.get_mut(&size)?;
     let lo = *head;
-    // SAFETY: lo is a dead stack on the list; its first word is the link.
-    let next = unsafe { link(lo) };
-    if next == 0 {
-        lists.remove(&size);
-    } else {
-        *head = next;
+    if lo == 0 {
+        return None;
     }
+    // SAFETY: lo is a dead stack on the list; its first word is the link.
+    *head = unsafe { link(lo) };
     Some(lo)
 }
 

@@ -1,0 +1,145 @@
+/*
+ * Managed functions written with the assembler macros of gstack_asm.h, for
+ * gstack's own tests, benchmarks and demo (aarch64).  The same functions,
+ * frames and contracts as asm/managed_x86_64.S (see the table there):
+ *
+ * gs_test_rec(g, depth, outer, outer_value, yields) -> checksum or -1-depth
+ *   [0] own  [8] &own  [16] outer  [24] g  [32] depth  [40] outer_value
+ *   [48] yields left  [56] pad
+ * gs_test_list(g, depth, next, yields) -> sum or -1
+ *   [0] value  [8] next  [16] g  [24] depth  [32] yields left  [40] sum
+ * gs_test_calls_imprecise(g) -> gs_test_imprecise (undeclared) ->
+ *   gs_test_leaf (yields)
+ */
+#include "../include/gstack_asm.h"
+
+GS_FUNC gs_test_rec, 64
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0b100            /* x2 = outer */
+        add     x9, x1, x1, lsl #1
+        add     x9, x9, #1
+        str     x9, [sp]
+        mov     x10, sp
+        str     x10, [sp, #8]
+        cbnz    x2, 1f
+        mov     x2, sp                  /* the outermost frame: outer = own */
+        mov     x3, x9
+1:      str     x2, [sp, #16]
+        str     x0, [sp, #24]
+        str     x1, [sp, #32]
+        str     x3, [sp, #40]
+        str     x4, [sp, #48]
+        cbz     x1, .Lrec_leaf
+        sub     x1, x1, #1              /* x0, x2, x3, x4 pass on */
+        GS_CALL gs_test_rec, 0b110
+        tbnz    x0, #63, .Lrec_ret
+        b       .Lrec_check
+.Lrec_leaf:
+        ldr     x9, [sp, #48]
+        cbz     x9, 2f
+        sub     x9, x9, #1
+        str     x9, [sp, #48]
+        ldr     x0, [sp, #24]
+        GS_CALL gs_yield, 0b110
+        b       .Lrec_leaf
+2:      mov     x0, #0
+.Lrec_check:
+        ldr     x9, [sp, #8]
+        mov     x10, sp
+        cmp     x9, x10
+        b.ne    .Lrec_bad
+        ldr     x11, [sp, #32]
+        add     x12, x11, x11, lsl #1
+        add     x12, x12, #1
+        ldr     x13, [x9]
+        cmp     x13, x12
+        b.ne    .Lrec_bad
+        ldr     x9, [sp, #16]
+        ldr     x13, [x9]
+        ldr     x12, [sp, #40]
+        cmp     x13, x12
+        b.ne    .Lrec_bad
+        ldr     x9, [sp]
+        add     x0, x0, x9
+        b       .Lrec_ret
+.Lrec_bad:
+        ldr     x9, [sp, #32]
+        mvn     x0, x9
+.Lrec_ret:
+        GS_EPILOGUE
+GS_FUNC_END gs_test_rec
+
+GS_FUNC gs_test_list, 48
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0b100            /* x2 = next */
+        add     x9, x1, #1
+        str     x9, [sp]
+        str     x2, [sp, #8]
+        str     x0, [sp, #16]
+        str     x1, [sp, #24]
+        str     x3, [sp, #32]
+        cbz     x1, .Llist_leaf
+        sub     x1, x1, #1
+        mov     x2, sp                  /* our node is the callee's next */
+        GS_CALL gs_test_list, 0b10
+        b       .Llist_ret
+.Llist_leaf:
+        mov     x9, sp
+        mov     x0, #0
+1:      ldr     x10, [x9]
+        add     x0, x0, x10
+        ldr     x9, [x9, #8]
+        cbnz    x9, 1b
+        str     x0, [sp, #40]
+2:      ldr     x9, [sp, #32]
+        cbz     x9, 3f
+        sub     x9, x9, #1
+        str     x9, [sp, #32]
+        ldr     x0, [sp, #16]
+        GS_CALL gs_yield, 0b10
+        b       2b
+3:      mov     x9, sp
+        mov     x0, #0
+1:      ldr     x10, [x9]
+        add     x0, x0, x10
+        ldr     x9, [x9, #8]
+        cbnz    x9, 1b
+        ldr     x10, [sp, #40]
+        cmp     x0, x10
+        b.eq    .Llist_ret
+        mov     x0, #-1
+.Llist_ret:
+        GS_EPILOGUE
+GS_FUNC_END gs_test_list
+
+GS_FUNC gs_test_leaf, 16
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        str     x0, [sp]
+        GS_CALL gs_yield, 0
+        mov     x0, #7
+        GS_EPILOGUE
+GS_FUNC_END gs_test_leaf
+
+/* Deliberately not declared: an ordinary frame with a frame record. */
+        .text
+        .globl  gs_test_imprecise
+        .type   gs_test_imprecise, %function
+        .p2align 4
+gs_test_imprecise:
+        hint    #34
+        stp     x29, x30, [sp, #-32]!
+        mov     x29, sp
+        bl      gs_test_leaf
+        ldp     x29, x30, [sp], #32
+        ret
+        .size   gs_test_imprecise, . - gs_test_imprecise
+
+GS_FUNC gs_test_calls_imprecise, 16
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        GS_CALL gs_test_imprecise, 0
+        GS_EPILOGUE
+GS_FUNC_END gs_test_calls_imprecise
+
+        .section .note.GNU-stack, "", %progbits

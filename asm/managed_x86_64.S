@@ -1,0 +1,156 @@
+/*
+ * Managed functions written with the assembler macros of gstack_asm.h, for
+ * gstack's own tests, benchmarks and demo (x86-64).  They double as
+ * examples of the macros, and they make sure the gstack_funcs section
+ * exists in every program that links gstack.
+ *
+ * All take g first.  Frames (word i at SP + 8*i):
+ *
+ * gs_test_rec(g, depth, outer, outer_value, yields) -> checksum or -1-depth
+ *   [0] own value = 3*depth+1      [8] &own value (points into this frame)
+ *   [16] outer (points into the outermost frame)   [24] g
+ *   [32] depth  [40] outer_value  [48] yields left  [56] pad
+ *   Recurses to depth 0, yields `yields` times there, and on the way back
+ *   checks in every frame that [8] still points at [0], that [0] still is
+ *   3*depth+1, and that *outer is still outer_value.  Returns the sum of
+ *   all own values, or -1-depth of the first frame whose check failed.
+ *
+ * gs_test_list(g, depth, next, yields) -> sum or -1
+ *   [0] node.value = depth+1   [8] node.next (the caller's node)  [16] g
+ *   [24] depth  [32] yields left  [40] first sum
+ *   A linked list threaded through every frame; the innermost frame sums
+ *   it, yields, sums it again, and returns the sum (or -1 if they differ).
+ *
+ * gs_test_calls_imprecise(g): calls gs_test_imprecise, an ordinary frame
+ *   that is NOT declared (no stack map), which calls gs_test_leaf, which
+ *   yields: a managed goroutine with an imprecise frame in the middle.
+ */
+#include "../include/gstack_asm.h"
+
+        .intel_syntax noprefix
+
+GS_FUNC gs_test_rec, 64
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0b100            /* rdx = outer */
+        lea     rax, [rsi + rsi*2 + 1]
+        mov     [rsp], rax
+        mov     [rsp + 8], rsp
+        test    rdx, rdx
+        jnz     1f
+        mov     rdx, rsp                /* the outermost frame: outer = own */
+        mov     rcx, rax
+1:      mov     [rsp + 16], rdx
+        mov     [rsp + 24], rdi
+        mov     [rsp + 32], rsi
+        mov     [rsp + 40], rcx
+        mov     [rsp + 48], r8
+        test    rsi, rsi
+        jz      .Lrec_leaf
+        lea     rsi, [rsi - 1]          /* rdi, rdx, rcx, r8 pass on */
+        GS_CALL gs_test_rec, 0b110
+        test    rax, rax
+        js      .Lrec_ret
+        jmp     .Lrec_check
+.Lrec_leaf:
+        cmp     qword ptr [rsp + 48], 0
+        je      2f
+        dec     qword ptr [rsp + 48]
+        mov     rdi, [rsp + 24]
+        GS_CALL gs_yield, 0b110
+        jmp     .Lrec_leaf
+2:      xor     eax, eax
+.Lrec_check:
+        mov     rcx, [rsp + 8]
+        cmp     rcx, rsp
+        jne     .Lrec_bad
+        mov     rdx, [rsp + 32]
+        lea     rdx, [rdx + rdx*2 + 1]
+        cmp     [rcx], rdx
+        jne     .Lrec_bad
+        mov     rcx, [rsp + 16]
+        mov     rdx, [rcx]
+        cmp     rdx, [rsp + 40]
+        jne     .Lrec_bad
+        add     rax, [rsp]
+        jmp     .Lrec_ret
+.Lrec_bad:
+        mov     rax, [rsp + 32]
+        not     rax
+.Lrec_ret:
+        GS_EPILOGUE
+GS_FUNC_END gs_test_rec
+
+GS_FUNC gs_test_list, 48
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0b100            /* rdx = next */
+        lea     rax, [rsi + 1]
+        mov     [rsp], rax
+        mov     [rsp + 8], rdx
+        mov     [rsp + 16], rdi
+        mov     [rsp + 24], rsi
+        mov     [rsp + 32], rcx
+        test    rsi, rsi
+        jz      .Llist_leaf
+        lea     rsi, [rsi - 1]
+        mov     rdx, rsp                /* our node is the callee's next */
+        GS_CALL gs_test_list, 0b10
+        jmp     .Llist_ret
+.Llist_leaf:
+        mov     rdx, rsp
+        xor     eax, eax
+1:      add     rax, [rdx]
+        mov     rdx, [rdx + 8]
+        test    rdx, rdx
+        jnz     1b
+        mov     [rsp + 40], rax
+2:      cmp     qword ptr [rsp + 32], 0
+        je      3f
+        dec     qword ptr [rsp + 32]
+        mov     rdi, [rsp + 16]
+        GS_CALL gs_yield, 0b10
+        jmp     2b
+3:      mov     rdx, rsp
+        xor     eax, eax
+1:      add     rax, [rdx]
+        mov     rdx, [rdx + 8]
+        test    rdx, rdx
+        jnz     1b
+        cmp     rax, [rsp + 40]
+        je      .Llist_ret
+        mov     rax, -1
+.Llist_ret:
+        GS_EPILOGUE
+GS_FUNC_END gs_test_list
+
+GS_FUNC gs_test_leaf, 16
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        mov     [rsp], rdi
+        GS_CALL gs_yield, 0
+        mov     eax, 7
+        GS_EPILOGUE
+GS_FUNC_END gs_test_leaf
+
+/* Deliberately not declared: an ordinary frame with a frame record. */
+        .text
+        .globl  gs_test_imprecise
+        .type   gs_test_imprecise, @function
+        .p2align 4
+gs_test_imprecise:
+        push    rbp
+        mov     rbp, rsp
+        sub     rsp, 16
+        call    gs_test_leaf
+        mov     rsp, rbp
+        pop     rbp
+        ret
+        .size   gs_test_imprecise, . - gs_test_imprecise
+
+GS_FUNC gs_test_calls_imprecise, 16
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        GS_CALL gs_test_imprecise, 0
+        GS_EPILOGUE
+GS_FUNC_END gs_test_calls_imprecise
+
+        .section .note.GNU-stack, "", @progbits

@@ -1,0 +1,106 @@
+//! What managed code and its producers use from the runtime: the entry
+//! points their code calls, and inspection of parked goroutines.
+//!
+//! Managed code calls two runtime routines, both hand-written assembly with
+//! the platform C calling convention and `g` as the only argument:
+//!
+//! - `gs_morestack(g)` from its entry check when `SP < g.stackguard0`
+//!   (the check comes right after the prologue).  It returns to the caller
+//!   with SP and FP moved by the copy delta when the stack moved, every
+//!   callee-saved register preserved.
+//! - `gs_yield(g)` to let other goroutines run.  It saves the caller's
+//!   context and switches to the system stack before any Rust code runs, so
+//!   a parked managed goroutine's stack holds managed frames only.
+
+use crate::functab;
+use crate::g::{GKind, Status};
+use crate::runtime::current_sched;
+use crate::trampoline::systemstack;
+use crate::unwind::{walk, WalkStart};
+
+use crate::trampoline::{gs_morestack, gs_yield};
+
+/// Address of `gs_morestack(g)`, for code generators.
+pub fn morestack_addr() -> usize {
+    gs_morestack as *const () as usize
+}
+
+/// Address of `gs_yield(g)`, for code generators.
+pub fn yield_addr() -> usize {
+    gs_yield as *const () as usize
+}
+
+/// One frame of a parked managed goroutine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameInfo {
+    pub pc: usize,
+    pub sp: usize,
+    pub fp: usize,
+    /// The registered function's name, or None for code the table does
+    /// not know.
+    pub func: Option<String>,
+    /// Whether the frame is at a registered call site (its pointers are
+    /// known).
+    pub precise: bool,
+    /// The frame's pointer slots: (address, value).
+    pub ptr_slots: Vec<(usize, usize)>,
+}
+
+/// The frames of the parked managed goroutine `id`, innermost first,
+/// ending with its entry frame.  Call it from another goroutine of the
+/// same runtime.
+pub fn frames(id: u64) -> Result<Vec<FrameInfo>, String> {
+    let sched = current_sched().ok_or("not in a runtime")?;
+    let g = sched
+        .find_g(id)
+        .ok_or_else(|| format!("no goroutine {id}"))?;
+    systemstack(|| {
+        // SAFETY: g is live; on this single-threaded runtime a goroutine
+        // that is not Running is stopped while we (on g0) look at it.
+        let gr = unsafe { &*g };
+        if gr.kind != GKind::Managed {
+            return Err(format!(
+                "goroutine {id} is not managed: its frames are not walked"
+            ));
+        }
+        match gr.status() {
+            Status::Runnable | Status::Waiting => {}
+            s => return Err(format!("goroutine {id} is {}, not stopped", s.name())),
+        }
+        let table = functab::read();
+        let mut cursor = table.cursor();
+        let mut out = Vec::new();
+        let start = WalkStart {
+            pc: gr.sched.pc,
+            sp: gr.sched.sp,
+            fp: gr.sched.fp,
+        };
+        // SAFETY: g is stopped (above).
+        unsafe {
+            walk(gr.stack_lo, gr.stack_hi, start, &mut cursor, |f| {
+                out.push(FrameInfo {
+                    pc: f.pc,
+                    sp: f.sp,
+                    fp: f.fp,
+                    func: f.func.map(|x| x.name.clone()),
+                    precise: f.is_precise(),
+                    ptr_slots: f
+                        .ptr_slot_addrs()
+                        .map(|a| (a, *(a as *const usize)))
+                        .collect(),
+                });
+            })
+        }
+        .map_err(|e| format!("goroutine {id}: {e}"))?;
+        Ok(out)
+    })
+}
+
+/// The traceback of goroutine `id` (see [`crate::traceback`]).
+pub fn traceback(id: u64) -> Result<String, String> {
+    let sched = current_sched().ok_or("not in a runtime")?;
+    let g = sched
+        .find_g(id)
+        .ok_or_else(|| format!("no goroutine {id}"))?;
+    Ok(systemstack(|| crate::traceback::traceback(g)))
+}

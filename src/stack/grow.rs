@@ -1,0 +1,83 @@
+//! newstack: what happens when a managed function's entry check fails.
+//!
+//! The check (`SP < g.stackguard0`) fails for three reasons, told apart by
+//! the guard's value:
+//! - `STACK_PREEMPT`: someone asked this goroutine to stop at its next
+//!   synchronous safe point.  Do the pending work (for now: yield) and
+//!   resume without growing.
+//! - `STACK_FORCE_MOVE`: tests (or `GSDEBUG=stackforcemove=1`) move the
+//!   stack at every call: move it to a new one of the same size (or grow,
+//!   if it is really short of room).
+//! - otherwise the stack is short of room: double it until the calling
+//!   function's largest frame plus the guard fits, up to the maximum.
+
+use crate::fatal::{fatal, write_stderr};
+use crate::functab;
+use crate::g::{GKind, Status, G, STACK_FORCE_MOVE, STACK_GUARD, STACK_PREEMPT};
+use crate::sched::gs_park_yield;
+use crate::stack::copy::copystack;
+use crate::trampoline::gs_gogo;
+use core::sync::atomic::Ordering;
+
+/// Called by gs_morestack (through mcall) on g0, with the context of the
+/// function whose check failed saved in `g.sched`.  Never returns: it
+/// resumes `g` (possibly on a new stack) or schedules.
+#[no_mangle]
+pub extern "C" fn gs_newstack(g: *mut G) -> ! {
+    // SAFETY: gs_morestack passes the running goroutine of this M, whose
+    // context it just saved; on g0 we own it until we resume it.
+    unsafe {
+        let gr = &mut *g;
+        let m = gr.m;
+        let sched = &*(*m).sched;
+        if gr.kind != GKind::Managed {
+            fatal(&format!(
+                "goroutine {}: morestack called by a {} goroutine (only managed code checks its stack)",
+                gr.id,
+                if gr.kind == GKind::Native { "native" } else { "system" }
+            ));
+        }
+        let guard = gr.stackguard0.load(Ordering::Relaxed);
+        if guard == STACK_PREEMPT {
+            // A synchronous safe point: every frame is at a call site with a
+            // map.  Restore the guard and do the pending work.
+            sched.install_guard(gr);
+            gs_park_yield(g);
+        }
+
+        let old_size = gr.stack_size();
+        let used = gr.stack_hi - gr.sched.sp;
+        // Room the function that called morestack needs: its largest frame
+        // (from the table) plus the guard, on top of what is used.
+        let frame = functab::read()
+            .find(gr.sched.pc)
+            .map_or(functab::MAX_FRAME as usize, |f| f.frame_size as usize);
+        let needed = used + frame + STACK_GUARD;
+        let mut newsize = if guard == STACK_FORCE_MOVE {
+            old_size
+        } else {
+            old_size * 2
+        };
+        while newsize < needed {
+            newsize *= 2;
+        }
+        let max = sched.config.max_stack_size;
+        if newsize > max {
+            let msg = format!("goroutine {} stack exceeds {max}-byte limit\n", gr.id);
+            write_stderr(msg.as_bytes());
+            // fatal prints the traceback: g is stopped at g.sched.
+            fatal("stack overflow");
+        }
+
+        gr.set_status(Status::Copystack);
+        copystack(sched, g, newsize);
+        gr.set_status(Status::Running);
+        gs_gogo(&gr.sched)
+    }
+}
+
+/// gs_morestack was reached on g0: the system stack cannot grow.
+#[no_mangle]
+pub extern "C" fn gs_fatal_morestack_on_g0(_g: *mut G) -> ! {
+    fatal("morestack on g0")
+}
