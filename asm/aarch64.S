@@ -302,6 +302,31 @@ gs_morestack:
         .size   gs_morestack, . - gs_morestack
 
 /*
+ * void gs_asm_funcs_bounds(usize out[2])
+ *
+ * The bounds of the gstack_funcs section, where the macros of
+ * gstack_asm.h put their declarations, or 0, 0 when no object of the
+ * program declares any: the linker-made bound symbols are referenced
+ * weakly (through the GOT, which holds 0 for an undefined weak symbol).
+ */
+        .weak   __start_gstack_funcs
+        .weak   __stop_gstack_funcs
+        .globl  gs_asm_funcs_bounds
+        .type   gs_asm_funcs_bounds, %function
+        .p2align 4
+gs_asm_funcs_bounds:
+        .cfi_startproc
+        BTI_C
+        adrp    x1, :got:__start_gstack_funcs
+        ldr     x1, [x1, #:got_lo12:__start_gstack_funcs]
+        adrp    x2, :got:__stop_gstack_funcs
+        ldr     x2, [x2, #:got_lo12:__stop_gstack_funcs]
+        stp     x1, x2, [x0]
+        ret
+        .cfi_endproc
+        .size   gs_asm_funcs_bounds, . - gs_asm_funcs_bounds
+
+/*
  * u64 gs_test_callee_saved(void (*fn)(void *), void *arg, u64 seed)
  *
  * Test helper.  Loads x19-x28 with seed+0..seed+9 and d8-d15 with the bit

@@ -319,6 +319,29 @@ gs_morestack:
         .size   gs_morestack, . - gs_morestack
 
 /*
+ * void gs_asm_funcs_bounds(usize out[2])
+ *
+ * The bounds of the gstack_funcs section, where the macros of
+ * gstack_asm.h put their declarations, or 0, 0 when no object of the
+ * program declares any: the linker-made bound symbols are referenced
+ * weakly (through the GOT, which holds 0 for an undefined weak symbol).
+ */
+        .weak   __start_gstack_funcs
+        .weak   __stop_gstack_funcs
+        .globl  gs_asm_funcs_bounds
+        .type   gs_asm_funcs_bounds, @function
+        .p2align 4
+gs_asm_funcs_bounds:
+        .cfi_startproc
+        mov     rax, [rip + __start_gstack_funcs@GOTPCREL]
+        mov     [rdi], rax
+        mov     rax, [rip + __stop_gstack_funcs@GOTPCREL]
+        mov     [rdi + 8], rax
+        ret
+        .cfi_endproc
+        .size   gs_asm_funcs_bounds, . - gs_asm_funcs_bounds
+
+/*
  * u64 gs_test_callee_saved(void (*fn)(void *), void *arg, u64 seed)
  *
  * Test helper.  Loads rbx, r12-r15 with seed+0..seed+4, the MXCSR rounding

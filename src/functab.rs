@@ -390,22 +390,24 @@ struct AsmSite {
 }
 
 extern "C" {
-    // Defined by the linker for the section: its bounds.  The runtime's own
-    // asm test functions guarantee the section exists.
-    static __start_gstack_funcs: AsmFunc;
-    static __stop_gstack_funcs: AsmFunc;
+    /// The section's bounds, or (0, 0) without declarations (asm).
+    fn gs_asm_funcs_bounds(out: *mut [usize; 2]);
 }
 
 /// Register every function the assembler macros declared in this program
 /// (once).  A bad declaration is a fatal error: it is a build bug.
 fn load_asm_declarations() {
     ASM_DECLS.call_once(|| {
+        let mut bounds = [0usize; 2];
         // SAFETY: the linker places the records of every object's
-        // gstack_funcs section contiguously between the two symbols; each
-        // record's pointers point into the same object's read-only data.
+        // gstack_funcs section contiguously between the two bound symbols;
+        // each record's pointers point into the same object's read-only
+        // data.  Without declarations both bounds are 0 and the loop is
+        // empty.
         unsafe {
-            let mut p = &raw const __start_gstack_funcs;
-            let stop = &raw const __stop_gstack_funcs;
+            gs_asm_funcs_bounds(&mut bounds);
+            let mut p = bounds[0] as *const AsmFunc;
+            let stop = bounds[1] as *const AsmFunc;
             while p < stop {
                 let f = &*p;
                 let name = std::ffi::CStr::from_ptr(f.name.cast())

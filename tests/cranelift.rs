@@ -68,11 +68,11 @@ fn build_rec(jit: &mut ManagedJit) -> FuncId {
         };
         let b = &mut mb.b;
         let vs = b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 8, 3));
-        let val = b.ins().imul_imm(depth, 3);
-        let val = b.ins().iadd_imm(val, 1);
+        let val = b.ins().imul_imm_s(depth, 3);
+        let val = b.ins().iadd_imm_s(val, 1);
         b.ins().stack_store(I64, val, vs, 0);
         let own = b.ins().stack_addr(I64, vs, 0);
-        let is_outer = b.ins().icmp_imm(IntCC::Equal, outer, 0);
+        let is_outer = b.ins().icmp_imm_s(IntCC::Equal, outer, 0);
         let outer2 = b.ins().select(is_outer, own, outer);
         mb.needs_stack_map(own);
         mb.needs_stack_map(outer2);
@@ -105,39 +105,39 @@ fn build_rec(jit: &mut ManagedJit) -> FuncId {
         b.ins().jump(check, &[BlockArg::Value(zero)]);
 
         b.switch_to_block(recurse);
-        let d1 = b.ins().iadd_imm(depth, -1);
+        let d1 = b.ins().iadd_imm_s(depth, -1);
         let r = mb.call_managed(rec, &[d1, outer2, top, out]);
         let b = &mut mb.b;
         b.ins().jump(check, &[BlockArg::Value(r[0])]);
 
         // Errors from below pass through.
         b.switch_to_block(check);
-        let neg = b.ins().icmp_imm(IntCC::SignedLessThan, sub, 0);
+        let neg = b.ins().icmp_imm_s(IntCC::SignedLessThan, sub, 0);
         b.ins()
             .brif(neg, exit, &[BlockArg::Value(sub)], check_own, &[]);
 
         b.switch_to_block(check_own);
         let v = b.ins().load(I64, MemFlagsData::trusted(), own, 0);
         let ok = b.ins().icmp(IntCC::Equal, v, val);
-        let code = b.ins().iadd_imm(depth, 1_000_000);
+        let code = b.ins().iadd_imm_s(depth, 1_000_000);
         let code = b.ins().ineg(code);
         b.ins()
             .brif(ok, check_outer, &[], exit, &[BlockArg::Value(code)]);
 
         b.switch_to_block(check_outer);
         let ov = b.ins().load(I64, MemFlagsData::trusted(), outer2, 0);
-        let want = b.ins().imul_imm(top, 3);
-        let want = b.ins().iadd_imm(want, 1);
+        let want = b.ins().imul_imm_s(top, 3);
+        let want = b.ins().iadd_imm_s(want, 1);
         let ok = b.ins().icmp(IntCC::Equal, ov, want);
-        let code = b.ins().iadd_imm(depth, 2_000_000);
+        let code = b.ins().iadd_imm_s(depth, 2_000_000);
         let code = b.ins().ineg(code);
         b.ins()
             .brif(ok, check_ps, &[], exit, &[BlockArg::Value(code)]);
 
         b.switch_to_block(check_ps);
-        let pv = b.ins().stack_load(I64, ps, 0);
+        let pv = b.ins().stack_load(I64, I64, ps, 0);
         let ok = b.ins().icmp(IntCC::Equal, pv, outer2);
-        let code = b.ins().iadd_imm(depth, 3_000_000);
+        let code = b.ins().iadd_imm_s(depth, 3_000_000);
         let code = b.ins().ineg(code);
         b.ins().brif(ok, done, &[], exit, &[BlockArg::Value(code)]);
 
@@ -286,7 +286,8 @@ fn recursion_frames_and_pointer_slots_are_exact() {
         rt.run(move || {
             let id = Builder::new()
                 .spawn_managed(entry, &[d, 0, d, s2.addr()])
-                .expect("spawn rec");
+                .expect("spawn rec")
+                .id;
             let mut spins = 0;
             while s2.flag() == 0 && spins < 1000 {
                 gstack::yield_now();
@@ -414,7 +415,8 @@ fn two_functions_frames_are_exact() {
     runtime(64 << 10).run(move || {
         let id = Builder::new()
             .spawn_managed(entry, &[s2.addr()])
-            .expect("spawn a");
+            .expect("spawn a")
+            .id;
         while s2.flag() == 0 {
             gstack::yield_now();
         }
@@ -467,7 +469,7 @@ fn misuse_is_reported_and_the_jit_stays_usable() {
     // Now a correct body.
     jit.define(f, |mb| {
         let p = mb.params[0];
-        let r = mb.b.ins().iadd_imm(p, 1);
+        let r = mb.b.ins().iadd_imm_s(p, 1);
         mb.b.ins().return_(&[r]);
         Ok(())
     })
