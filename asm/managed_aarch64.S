@@ -8,6 +8,8 @@
  *   [48] yields left  [56] pad
  * gs_test_list(g, depth, next, yields) -> sum or -1
  *   [0] value  [8] next  [16] g  [24] depth  [32] yields left  [40] sum
+ * gs_test_plain(g, depth, yields), gs_test_dense(g, depth, yields): the
+ *   same recursion with no pointer words and with eight
  * gs_test_calls_imprecise(g) -> gs_test_imprecise (undeclared) ->
  *   gs_test_leaf (yields)
  */
@@ -111,6 +113,71 @@ GS_FUNC gs_test_list, 48
 .Llist_ret:
         GS_EPILOGUE
 GS_FUNC_END gs_test_list
+
+/* gs_test_plain(g, depth, yields) -> depth + 1; [0] g [8] depth: no pointers */
+GS_FUNC gs_test_plain, 16
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        str     x0, [sp]
+        str     x1, [sp, #8]
+        cbz     x1, .Lplain_leaf
+        sub     x1, x1, #1
+        GS_CALL gs_test_plain, 0
+        add     x0, x0, #1
+        GS_EPILOGUE
+.Lplain_leaf:
+        cbz     x2, 1f
+        sub     x2, x2, #1
+        str     x2, [sp, #8]
+        GS_CALL gs_yield, 0
+        ldr     x0, [sp]
+        ldr     x2, [sp, #8]
+        b       .Lplain_leaf
+1:      mov     x0, #1
+        GS_EPILOGUE
+GS_FUNC_END gs_test_plain
+
+/* gs_test_dense(g, depth, yields) -> depth + 1, or 0 if a pointer broke;
+   [0..56] eight pointers to word 0 of this frame, [64] g, [72] depth */
+GS_FUNC gs_test_dense, 80
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        str     x0, [sp, #64]
+        str     x1, [sp, #72]
+        mov     x9, sp
+        stp     x9, x9, [sp]
+        stp     x9, x9, [sp, #16]
+        stp     x9, x9, [sp, #32]
+        stp     x9, x9, [sp, #48]
+        cbz     x1, .Ldense_leaf
+        sub     x1, x1, #1
+        GS_CALL gs_test_dense, 0xff
+        cbz     x0, .Ldense_ret
+        add     x0, x0, #1
+        b       .Ldense_check
+.Ldense_leaf:
+        cbz     x2, 1f
+        sub     x2, x2, #1
+        str     x2, [sp, #72]
+        GS_CALL gs_yield, 0xff
+        ldr     x0, [sp, #64]
+        ldr     x2, [sp, #72]
+        b       .Ldense_leaf
+1:      mov     x0, #1
+.Ldense_check:
+        mov     x9, sp
+        mov     x10, #0
+2:      ldr     x11, [sp, x10, lsl #3]
+        cmp     x11, x9
+        b.ne    3f
+        add     x10, x10, #1
+        cmp     x10, #8
+        b.ne    2b
+        b       .Ldense_ret
+3:      mov     x0, #0
+.Ldense_ret:
+        GS_EPILOGUE
+GS_FUNC_END gs_test_dense
 
 GS_FUNC gs_test_leaf, 16
         GS_PROLOGUE

@@ -21,6 +21,9 @@
  *   A linked list threaded through every frame; the innermost frame sums
  *   it, yields, sums it again, and returns the sum (or -1 if they differ).
  *
+ * gs_test_plain(g, depth, yields), gs_test_dense(g, depth, yields): the
+ *   same recursion with no pointer words and with eight (see below).
+ *
  * gs_test_calls_imprecise(g): calls gs_test_imprecise, an ordinary frame
  *   that is NOT declared (no stack map), which calls gs_test_leaf, which
  *   yields: a managed goroutine with an imprecise frame in the middle.
@@ -121,6 +124,83 @@ GS_FUNC gs_test_list, 48
 .Llist_ret:
         GS_EPILOGUE
 GS_FUNC_END gs_test_list
+
+/*
+ * gs_test_plain(g, depth, yields) -> depth + 1
+ *   [0] g [8] depth: no pointers at all (an empty map at every call).
+ */
+GS_FUNC gs_test_plain, 16
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        mov     [rsp], rdi
+        mov     [rsp + 8], rsi
+        test    rsi, rsi
+        jz      .Lplain_leaf
+        lea     rsi, [rsi - 1]
+        GS_CALL gs_test_plain, 0
+        inc     rax
+        GS_EPILOGUE
+.Lplain_leaf:
+        test    rdx, rdx
+        jz      1f
+        dec     rdx
+        mov     [rsp + 8], rdx
+        GS_CALL gs_yield, 0
+        mov     rdi, [rsp]
+        mov     rdx, [rsp + 8]
+        jmp     .Lplain_leaf
+1:      mov     eax, 1
+        GS_EPILOGUE
+GS_FUNC_END gs_test_plain
+
+/*
+ * gs_test_dense(g, depth, yields) -> depth + 1, or 0 if a pointer broke
+ *   [0..56] eight words, every one a pointer to word 0 of this frame (a
+ *   map with every pointer word set), [64] g, [72] depth / yields left.
+ */
+GS_FUNC gs_test_dense, 80
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        mov     [rsp + 64], rdi
+        mov     [rsp + 72], rsi
+        mov     [rsp], rsp
+        mov     [rsp + 8], rsp
+        mov     [rsp + 16], rsp
+        mov     [rsp + 24], rsp
+        mov     [rsp + 32], rsp
+        mov     [rsp + 40], rsp
+        mov     [rsp + 48], rsp
+        mov     [rsp + 56], rsp
+        test    rsi, rsi
+        jz      .Ldense_leaf
+        lea     rsi, [rsi - 1]
+        GS_CALL gs_test_dense, 0xff
+        test    rax, rax
+        jz      .Ldense_ret
+        inc     rax
+        jmp     .Ldense_check
+.Ldense_leaf:
+        test    rdx, rdx
+        jz      1f
+        dec     rdx
+        mov     [rsp + 72], rdx
+        GS_CALL gs_yield, 0xff
+        mov     rdi, [rsp + 64]
+        mov     rdx, [rsp + 72]
+        jmp     .Ldense_leaf
+1:      mov     eax, 1
+.Ldense_check:
+        xor     ecx, ecx
+2:      cmp     [rsp + rcx*8], rsp
+        jne     3f
+        inc     ecx
+        cmp     ecx, 8
+        jne     2b
+        jmp     .Ldense_ret
+3:      xor     eax, eax
+.Ldense_ret:
+        GS_EPILOGUE
+GS_FUNC_END gs_test_dense
 
 GS_FUNC gs_test_leaf, 16
         GS_PROLOGUE

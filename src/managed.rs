@@ -104,3 +104,72 @@ pub fn traceback(id: u64) -> Result<String, String> {
         .ok_or_else(|| format!("no goroutine {id}"))?;
     Ok(systemstack(|| crate::traceback::traceback(g)))
 }
+
+/// Walk the parked managed goroutine `id` without collecting anything:
+/// returns (frames, pointer slots).  For timing the unwinder.
+pub fn count_frames(id: u64) -> Result<(usize, usize), String> {
+    let sched = current_sched().ok_or("not in a runtime")?;
+    let g = sched
+        .find_g(id)
+        .ok_or_else(|| format!("no goroutine {id}"))?;
+    systemstack(|| {
+        // SAFETY: as in `frames`: g is live and, not running, stopped.
+        let gr = unsafe { &*g };
+        if gr.kind != GKind::Managed || gr.status() == Status::Running {
+            return Err(format!("goroutine {id} is not a parked managed goroutine"));
+        }
+        let table = functab::read();
+        let mut cursor = table.cursor();
+        let mut slots = 0usize;
+        let start = WalkStart {
+            pc: gr.sched.pc,
+            sp: gr.sched.sp,
+            fp: gr.sched.fp,
+        };
+        // SAFETY: g is stopped (above).
+        let n = unsafe {
+            walk(gr.stack_lo, gr.stack_hi, start, &mut cursor, |f| {
+                slots += f.ptr_slot_addrs().count();
+            })
+        }
+        .map_err(|e| format!("goroutine {id}: {e}"))?;
+        Ok((n, slots))
+    })
+}
+
+/// Move the parked managed goroutine `id` to a new stack of `newsize`
+/// bytes (a power of two that holds its used part), as a grow or shrink
+/// would.  For tests and benchmarks of copystack itself.
+pub fn move_stack(id: u64, newsize: usize) -> Result<(), String> {
+    let sched = current_sched().ok_or("not in a runtime")?;
+    let g = sched
+        .find_g(id)
+        .ok_or_else(|| format!("no goroutine {id}"))?;
+    systemstack(|| {
+        // SAFETY: g is live; not running means stopped on this
+        // single-threaded runtime, and we own it on g0 for the copy.
+        let gr = unsafe { &*g };
+        let status = gr.status();
+        if gr.kind != GKind::Managed || !matches!(status, Status::Runnable | Status::Waiting) {
+            return Err(format!("goroutine {id} is not a parked managed goroutine"));
+        }
+        if !newsize.is_power_of_two() || newsize < gr.stack_hi - gr.sched.sp {
+            return Err(format!("bad size {newsize} for goroutine {id}"));
+        }
+        gr.set_status(Status::Copystack);
+        // SAFETY: on g0, g stopped and marked Copystack.
+        unsafe { crate::stack::copy::copystack(sched, g, newsize) };
+        gr.set_status(status);
+        Ok(())
+    })
+}
+
+/// Stack size of goroutine `id` (for tests and benchmarks).
+pub fn stack_size(id: u64) -> Result<usize, String> {
+    let sched = current_sched().ok_or("not in a runtime")?;
+    let g = sched
+        .find_g(id)
+        .ok_or_else(|| format!("no goroutine {id}"))?;
+    // SAFETY: g is live.
+    Ok(unsafe { (*g).stack_size() })
+}

@@ -435,3 +435,49 @@ fn leaf_returns_its_value() {
     });
     assert_eq!(*got.lock().unwrap(), Some(7));
 }
+
+extern "C" {
+    fn gs_test_plain();
+    fn gs_test_dense();
+}
+
+#[test]
+fn plain_and_dense_recursions_grow_and_move_on_demand() {
+    let res = Arc::new(Mutex::new(Vec::new()));
+    let r2 = res.clone();
+    rt_with(2048, poison()).run(move || {
+        let p = Builder::new()
+            .spawn_managed(addr(gs_test_plain), &[5000, 2])
+            .unwrap();
+        let d = Builder::new()
+            .spawn_managed(addr(gs_test_dense), &[5000, 2])
+            .unwrap();
+        gstack::yield_now(); // both parked at depth 0 now
+        let mut r = r2.lock().unwrap();
+        r.push(inspect::count_frames(p.id).map(|x| x.0 * 10_000 + x.1));
+        r.push(inspect::count_frames(d.id).map(|x| x.0 * 10_000 + x.1));
+        // Move the dense one by hand, bigger then smaller.
+        let size = inspect::stack_size(d.id).unwrap();
+        r.push(inspect::move_stack(d.id, size * 2).map(|_| 1));
+        r.push(inspect::move_stack(d.id, size).map(|_| 1));
+        r.push(inspect::move_stack(d.id, 1024).map(|_| 1)); // too small: refused
+        drop(r);
+        while p.result().is_none() || d.result().is_none() {
+            gstack::yield_now();
+        }
+        r2.lock().unwrap().push(Ok(p.result().unwrap()));
+        r2.lock().unwrap().push(Ok(d.result().unwrap()));
+    });
+    let r = res.lock().unwrap();
+    assert_eq!(r[0], Ok(5001 * 10_000));
+    assert_eq!(r[1], Ok(5001 * 10_000 + 5001 * 8));
+    assert_eq!(r[2], Ok(1));
+    assert_eq!(r[3], Ok(1));
+    assert!(
+        r[4].as_ref().unwrap_err().starts_with("bad size 1024"),
+        "{:?}",
+        r[4]
+    );
+    assert_eq!(r[5], Ok(5001));
+    assert_eq!(r[6], Ok(5001));
+}
