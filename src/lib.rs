@@ -9,10 +9,9 @@
 //! * **native** goroutines run ordinary Rust or C code on a *fixed* stack
 //!   with a guard page below it.  The stack never moves; running off its end
 //!   is a fatal error that names the goroutine and its stack size.
-//! * **managed** goroutines run code registered with precise stack maps;
-//!   their stacks start small and move when they grow or shrink.  (The
-//!   function table, the stack maps and the copying arrive in later
-//!   versions; the types here are laid out for them.)
+//! * **managed** goroutines run code registered with precise stack maps
+//!   (see [the frame ABI](#the-frame-abi)); their stacks start at 2 KiB and
+//!   move — grown by copying — with every pointer into them adjusted.
 //!
 //! ```
 //! let rt = gstack::Runtime::new(gstack::Config::default());
@@ -37,13 +36,84 @@
 //! and `gs_gogo` restores it.  Stacks are allocated only on the system
 //! stack.  A goroutine's stack holds its own frames only.
 //!
+//! ## The frame ABI
+//!
+//! What code must do so that the runtime can move the stack it runs on.
+//! Producers: the Cranelift module (feature `cranelift`), the assembler
+//! macros of `include/gstack_asm.h`, or your own compiler through
+//! [`register`].
+//!
+//! **Frame records.**  Every managed function keeps a frame record: on
+//! x86-64 `push rbp; mov rbp, rsp` (so `[rbp]` = caller's rbp, `[rbp+8]` =
+//! return address), on aarch64 `stp x29, x30, [sp, #-16]!; mov x29, sp`
+//! (`[x29]` = caller's x29, `[x29+8]` = saved lr), with the record at the
+//! *top* of its frame.  The runtime walks FP to FP; the SP of a frame at a
+//! call site is the callee's FP + 16.
+//!
+//! ```text
+//!   caller's frame ...
+//!   +---------------------+
+//!   | return address      |  FP + 8
+//!   | caller's FP         |  <- FP (the frame record)
+//!   | word n-1            |
+//!   | ...                 |  `frame_size` = FP - SP bytes at this call
+//!   | word 0              |  <- SP at the call (offsets count from here)
+//!   +---------------------+
+//! ```
+//!
+//! **Stack maps.**  Each function is registered with its code range and,
+//! for every call site keyed by its return address, the frame size at that
+//! call and the byte offsets from SP of the words that may hold pointers
+//! ([`FuncDesc`], [`CallSiteDesc`]).  When the stack moves, every such word
+//! whose value lies in the old stack is moved by the copy delta; other
+//! values are left alone; a value in (0, 4096) is a fatal error.  A frame
+//! whose return address is no registered call site is *imprecise*: a stack
+//! holding one never moves (the attempt is a fatal error naming it).
+//!
+//! **Registers.**  No stack address may be live in a register across a
+//! call: keep it in a mapped word.  (Callee-saved registers are restored
+//! as they were; they are not adjusted.)  This is why Cranelift code is
+//! compiled at `opt_level=none`: its optimiser may keep a stack address in
+//! a callee-saved register across a call.
+//!
+//! **The G pointer** is a managed function's first argument (like a
+//! Wasmtime vmctx).  A G never moves.  `stackguard0` is at
+//! [`G_STACKGUARD0_OFFSET`] (16) in it, a stable offset.
+//!
+//! **The entry check** comes right after the prologue:
+//! `if SP < *(g + 16) { gs_morestack(g) }` (C calling convention).
+//! `gs_morestack` returns to its caller with SP and FP moved by the copy
+//! delta when the stack moved, every callee-saved register preserved, and
+//! caller-saved ones clobbered like any call; its call site is registered
+//! like any other, with the pointers live there.  The same check is the
+//! synchronous safe point: `stackguard0` also carries requests to stop
+//! (preemption), which make the check fail on purpose.
+//!
+//! **The guard.**  The check runs after the frame is built, so up to a
+//! whole frame may lie below `stackguard0` when it fails: 928 bytes are
+//! kept free below it, and a function's largest frame — record, locals,
+//! spills, and what the check itself pushes — may be at most [`MAX_FRAME`]
+//! (896) bytes.  Registration refuses larger frames.
+//!
+//! **Parking.**  Managed code yields with `gs_yield(g)`; like every runtime
+//! call that may park, it saves the caller's context and switches to the
+//! system stack before any Rust code runs, so a parked goroutine's stack
+//! holds managed frames only.
+//!
+//! **Entry and exit.**  A managed goroutine starts as `entry(g, args...)`
+//! (up to 6 integer or pointer arguments) on a 16-byte aligned stack whose
+//! frame-record chain ends there (saved FP 0); when `entry` returns, its
+//! return value is the goroutine's result ([`Managed::result`]).
+//!
 //! ## Debug modes
 //!
 //! `GSDEBUG` takes comma-separated `name=value` settings, like `GODEBUG`:
 //! `efence=1` (every stack from the system, with a guard page),
 //! `faultonfree=1` (freed stacks become inaccessible),
-//! `stackpoison=1` (fill freed stacks with 0xfc), `stacknocache=1`.
-//! Unknown names and bad values are reported on stderr and ignored.
+//! `stackpoison=1` (fill freed stacks with 0xfc, reused ones with 0xfd),
+//! `stacknocache=1`, `stackforcemove=1` (every entry check moves the
+//! stack).  Unknown names and bad values are reported on stderr and
+//! ignored.
 
 #[path = "../arch/mod.rs"]
 pub(crate) mod arch;

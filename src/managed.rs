@@ -96,7 +96,8 @@ pub fn frames(id: u64) -> Result<Vec<FrameInfo>, String> {
     })
 }
 
-/// The traceback of goroutine `id` (see [`crate::traceback`]).
+/// The traceback of the stopped goroutine `id`: `goroutine N [status]:`
+/// then a line per frame, innermost first.
 pub fn traceback(id: u64) -> Result<String, String> {
     let sched = current_sched().ok_or("not in a runtime")?;
     let g = sched

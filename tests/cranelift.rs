@@ -274,6 +274,15 @@ fn recursion_frames_and_pointer_slots_are_exact() {
         let mut counts: Vec<usize> = sites.iter().map(|s| f.slots(s).len()).collect();
         counts.sort();
         assert_eq!(counts, [1, 3, 3, 3, 3]);
+        eprintln!(
+            "DEBUG rec sites {:?} slots {:?} frame_size {}",
+            sites,
+            sites
+                .iter()
+                .map(|s| f.slots(s).to_vec())
+                .collect::<Vec<_>>(),
+            f.frame_size
+        );
         let extra = if cfg!(target_arch = "x86_64") { 8 } else { 0 };
         assert_eq!(f.frame_size, span + 16 + extra);
     }
