@@ -210,7 +210,7 @@ gs_systemstack:
  *
  * Entered by gs_gogo (via `ret`) with sp = top of the stack (16-byte
  * aligned), x29 = 0, x19 = entry function, x20 = G.  Calls
- * fn(g, startargs[0..5]); the return address of that call, gs_goexit_pc,
+ * fn(g, startargs[0..4]); the return address of that call, gs_goexit_pc,
  * is the saved lr in the goroutine's entry frame (whose saved x29 is 0).
  * When fn returns, x20 still holds the G (callee-saved; the G never moves):
  * its return value is stored in g->retval and the goroutine is finished
@@ -231,7 +231,7 @@ gs_goentry:
         mov     x0, x20
         ldp     x1, x2, [x20, #(GS_G_STARTARGS + 0)]
         ldp     x3, x4, [x20, #(GS_G_STARTARGS + 16)]
-        ldp     x5, x6, [x20, #(GS_G_STARTARGS + 32)]
+        ldr     x5, [x20, #(GS_G_STARTARGS + 32)]
         blr     x19
         .globl  gs_goexit_pc
 gs_goexit_pc:
@@ -289,6 +289,8 @@ gs_morestack:
         ldr     x10, [x9, #GS_M_G0]
         cmp     x10, x0
         b.eq    1f
+        ldr     x10, [x0, #GS_G_LIBCALLSP]
+        cbnz    x10, 2f
         ldr     x10, [x29, #8]
         str     x10, [x9, #GS_M_MOREBUF_PC]
         add     x10, x29, #16
@@ -298,8 +300,121 @@ gs_morestack:
         b       gs_mcall
 1:      bl      gs_fatal_morestack_on_g0
         brk     #0
+2:      bl      gs_fatal_morestack_in_libcall
+        brk     #0
         .cfi_endproc
         .size   gs_morestack, . - gs_morestack
+
+/*
+ * void gs_entersyscall(G *g)               -- called by managed code
+ *
+ * Records the caller's SP, PC (lr) and FP in g->syscall{sp,pc,fp}, sets
+ * stackguard0 to the preempt value and the status to Syscall (a release
+ * store, after the record).  See asm/x86_64.S for the contract.
+ */
+        .globl  gs_entersyscall
+        .type   gs_entersyscall, %function
+        .p2align 4
+gs_entersyscall:
+        .cfi_startproc
+        BTI_C
+        mov     x9, sp
+        ldr     x10, [x0, #GS_G_STACK_LO]
+        cmp     x9, x10
+        b.ls    1f
+        ldr     x10, [x0, #GS_G_STACK_HI]
+        cmp     x9, x10
+        b.hi    1f
+        str     x30, [x0, #GS_G_SYSCALLPC]
+        str     x29, [x0, #GS_G_SYSCALLFP]
+        str     x9,  [x0, #GS_G_SYSCALLSP]
+        movn    x10, #0x521             /* GS_STACK_PREEMPT */
+        str     x10, [x0, #GS_G_STACKGUARD0]
+        mov     w10, #GS_STATUS_SYSCALL
+        add     x11, x0, #GS_G_STATUS
+        stlr    w10, [x11]
+        ret
+1:      bl      gs_fatal_entersyscall_sp
+        brk     #0
+        .cfi_endproc
+        .size   gs_entersyscall, . - gs_entersyscall
+
+/*
+ * void gs_exitsyscall(G *g)                -- called by managed code
+ *
+ * A tail call into gs_mcall with gs_exitsyscall0 (see asm/x86_64.S).
+ */
+        .globl  gs_exitsyscall
+        .type   gs_exitsyscall, %function
+        .p2align 4
+gs_exitsyscall:
+        .cfi_startproc
+        BTI_C
+        adrp    x1, :got:gs_exitsyscall0
+        ldr     x1, [x1, #:got_lo12:gs_exitsyscall0]
+        b       gs_mcall
+        .cfi_endproc
+        .size   gs_exitsyscall, . - gs_exitsyscall
+
+/*
+ * usize gs_libcall(G *g, usize (*fn)(void *), void *arg)   -- managed code
+ *
+ * Runs fn(arg) on the system stack; see asm/x86_64.S for the contract.
+ *
+ *   g's stack                              g0's stack
+ *   | managed caller's frame | <- libcallsp     +-----------------+ <- g0->sched.sp
+ *   | x19, x20               |                 | result (16)     |
+ *   | x29, x30               | <- x29 = x20    | fn's frames ... |
+ */
+        .globl  gs_libcall
+        .type   gs_libcall, %function
+        .p2align 4
+gs_libcall:
+        .cfi_startproc
+        BTI_C
+        stp     x29, x30, [sp, #-32]!
+        .cfi_def_cfa_offset 32
+        .cfi_offset x29, -32
+        .cfi_offset x30, -24
+        mov     x29, sp
+        stp     x19, x20, [sp, #16]
+        .cfi_offset x19, -16
+        .cfi_offset x20, -8
+        mov     x9, sp
+        ldr     x10, [x0, #GS_G_STACK_LO]
+        cmp     x9, x10
+        b.lo    1f
+        ldr     x10, [x0, #GS_G_STACK_HI]
+        cmp     x9, x10
+        b.hs    1f
+        mov     x19, x0
+        str     x30, [x0, #GS_G_LIBCALLPC]
+        ldr     x9, [x29]
+        str     x9, [x0, #GS_G_LIBCALLFP]
+        add     x9, x29, #32
+        str     x9, [x0, #GS_G_LIBCALLSP]
+        movn    x9, #0x521              /* GS_STACK_PREEMPT */
+        str     x9, [x0, #GS_G_STACKGUARD0]
+        mov     x20, sp
+        ldr     x9, [x0, #GS_G_M]
+        ldr     x9, [x9, #GS_M_G0]
+        ldr     x10, [x9, #(GS_G_SCHED + GS_CTX_SP)]
+        mov     sp, x10
+        mov     x0, x2
+        blr     x1
+        str     x0, [sp, #-16]!
+        mov     x0, x19
+        bl      gs_libcall_done
+        ldr     x0, [sp], #16
+        mov     sp, x20
+        ldp     x19, x20, [sp, #16]
+        ldp     x29, x30, [sp], #32
+        .cfi_def_cfa_offset 0
+        ret
+1:      bl      gs_fatal_libcall_stack
+        brk     #0
+        .cfi_endproc
+        .size   gs_libcall, . - gs_libcall
 
 /*
  * void gs_asm_funcs_bounds(usize out[2])

@@ -10,7 +10,8 @@
  *   [0] value  [8] next  [16] g  [24] depth  [32] yields left  [40] sum
  * gs_test_plain(g, depth, yields), gs_test_dense(g, depth, yields): the
  *   same recursion with no pointer words and with eight
- * gs_test_calls_imprecise(g) -> gs_test_imprecise (undeclared) ->
+ * gs_test_leaf(g, yields) -> 7
+ * gs_test_calls_imprecise(g, yields) -> gs_test_imprecise (undeclared) ->
  *   gs_test_leaf (yields)
  */
 #include "../include/gstack_asm.h"
@@ -179,12 +180,92 @@ GS_FUNC gs_test_dense, 80
         GS_EPILOGUE
 GS_FUNC_END gs_test_dense
 
+/* gs_test_scenario(g, depth, op, arg1, arg2): see asm/managed_x86_64.S.
+   [0] 0x5eed [8] &[0] [16] g [24] op [32] arg1 [40] arg2 */
+GS_FUNC gs_test_scenario, 48
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        mov     x9, #0x5eed
+        str     x9, [sp]
+        mov     x9, sp
+        str     x9, [sp, #8]
+        str     x0, [sp, #16]
+        str     x2, [sp, #24]
+        str     x3, [sp, #32]
+        str     x4, [sp, #40]
+        mov     x2, #0
+        GS_CALL gs_test_plain, 0b10
+        ldr     x0, [sp, #16]
+        ldr     x9, [sp, #24]
+        cmp     x9, #1
+        b.eq    .Lsc_syscall
+        cmp     x9, #2
+        b.eq    .Lsc_libcall
+        cmp     x9, #3
+        b.eq    .Lsc_pin
+        cmp     x9, #4
+        b.eq    .Lsc_pingrow
+        b       .Lsc_leaf
+.Lsc_syscall:
+        GS_CALL gs_entersyscall, 0b10
+        ldr     x0, [sp, #40]
+        ldr     x9, [sp, #32]
+        GS_CALLR x9, 0b10
+        ldr     x0, [sp, #16]
+        GS_CALL gs_exitsyscall, 0b10
+        b       .Lsc_leaf
+.Lsc_libcall:
+        ldr     x1, [sp, #32]
+        ldr     x2, [sp, #40]
+        GS_CALL gs_libcall, 0b10
+        b       .Lsc_leaf
+.Lsc_pin:
+        GS_CALL gs_pin, 0b10
+2:      ldr     x9, [sp, #40]
+        cbz     x9, 3f
+        sub     x9, x9, #1
+        str     x9, [sp, #40]
+        ldr     x0, [sp, #16]
+        GS_CALL gs_yield, 0b10
+        b       2b
+3:      ldr     x0, [sp, #16]
+        GS_CALL gs_unpin, 0b10
+        b       .Lsc_leaf
+.Lsc_pingrow:
+        GS_CALL gs_pin, 0b10
+        ldr     x0, [sp, #16]
+        ldr     x1, [sp, #32]
+        mov     x2, #0
+        GS_CALL gs_test_plain, 0b10
+.Lsc_leaf:
+        ldr     x0, [sp, #16]
+        mov     x1, #10000
+        GS_CALL gs_test_leaf, 0b10
+        mov     x0, #0
+        ldr     x9, [sp, #8]
+        mov     x10, sp
+        cmp     x9, x10
+        b.ne    1f
+        ldr     x9, [sp]
+        cmp     x9, #0x5eed
+        b.ne    1f
+        mov     x0, #1
+1:      GS_EPILOGUE
+GS_FUNC_END gs_test_scenario
+
 GS_FUNC gs_test_leaf, 16
         GS_PROLOGUE
         GS_ENTRY_CHECK 0
         str     x0, [sp]
+        str     x1, [sp, #8]
+1:      ldr     x9, [sp, #8]
+        cbz     x9, 2f
+        sub     x9, x9, #1
+        str     x9, [sp, #8]
+        ldr     x0, [sp]
         GS_CALL gs_yield, 0
-        mov     x0, #7
+        b       1b
+2:      mov     x0, #7
         GS_EPILOGUE
 GS_FUNC_END gs_test_leaf
 

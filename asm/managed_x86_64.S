@@ -24,9 +24,14 @@
  * gs_test_plain(g, depth, yields), gs_test_dense(g, depth, yields): the
  *   same recursion with no pointer words and with eight (see below).
  *
- * gs_test_calls_imprecise(g): calls gs_test_imprecise, an ordinary frame
- *   that is NOT declared (no stack map), which calls gs_test_leaf, which
- *   yields: a managed goroutine with an imprecise frame in the middle.
+ * gs_test_scenario(g, depth, op, arg1, arg2): grow, then a syscall, a
+ *   libcall or a pin around a live stack pointer, then a safe point (below).
+ *
+ * gs_test_leaf(g, yields) -> 7: yields `yields` times.
+ *
+ * gs_test_calls_imprecise(g, yields): calls gs_test_imprecise, an ordinary
+ *   frame that is NOT declared (no stack map), which calls gs_test_leaf,
+ *   which yields: a managed goroutine with an imprecise frame in the middle.
  */
 #include "../include/gstack_asm.h"
 
@@ -202,12 +207,97 @@ GS_FUNC gs_test_dense, 80
         GS_EPILOGUE
 GS_FUNC_END gs_test_dense
 
+/*
+ * gs_test_scenario(g, depth, op, arg1, arg2) -> 1 if its pointer survived
+ *   [0] value 0x5eed  [8] &[0] (a pointer into this frame)  [16] g
+ *   [24] op  [32] arg1  [40] arg2
+ * Grows the stack with gs_test_plain(g, depth, 0), which returns: the
+ * stack is now big and almost unused.  Then, with [8] live:
+ *   op 1: gs_entersyscall(g); arg1(arg2); gs_exitsyscall(g)
+ *   op 2: gs_libcall(g, arg1, arg2)
+ *   op 3: gs_pin(g); gs_yield(g) arg2 times; gs_unpin(g)
+ *   op 4: gs_pin(g); gs_test_plain(g, arg1, 0) (growth while pinned)
+ * and then calls gs_test_leaf(g, 10000), whose entry check is a
+ * synchronous safe point and which yields 10,000 times.  Returns 1 if [8] still points at [0] and
+ * [0] is intact, else 0.
+ */
+GS_FUNC gs_test_scenario, 48
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        mov     qword ptr [rsp], 0x5eed
+        mov     [rsp + 8], rsp
+        mov     [rsp + 16], rdi
+        mov     [rsp + 24], rdx
+        mov     [rsp + 32], rcx
+        mov     [rsp + 40], r8
+        xor     edx, edx
+        GS_CALL gs_test_plain, 0b10
+        mov     rdi, [rsp + 16]
+        mov     rax, [rsp + 24]
+        cmp     rax, 1
+        je      .Lsc_syscall
+        cmp     rax, 2
+        je      .Lsc_libcall
+        cmp     rax, 3
+        je      .Lsc_pin
+        cmp     rax, 4
+        je      .Lsc_pingrow
+        jmp     .Lsc_leaf
+.Lsc_syscall:
+        GS_CALL gs_entersyscall, 0b10
+        mov     rdi, [rsp + 40]
+        mov     rax, [rsp + 32]
+        GS_CALL rax, 0b10
+        mov     rdi, [rsp + 16]
+        GS_CALL gs_exitsyscall, 0b10
+        jmp     .Lsc_leaf
+.Lsc_libcall:
+        mov     rsi, [rsp + 32]
+        mov     rdx, [rsp + 40]
+        GS_CALL gs_libcall, 0b10
+        jmp     .Lsc_leaf
+.Lsc_pin:
+        GS_CALL gs_pin, 0b10
+2:      cmp     qword ptr [rsp + 40], 0
+        je      3f
+        dec     qword ptr [rsp + 40]
+        mov     rdi, [rsp + 16]
+        GS_CALL gs_yield, 0b10
+        jmp     2b
+3:      mov     rdi, [rsp + 16]
+        GS_CALL gs_unpin, 0b10
+        jmp     .Lsc_leaf
+.Lsc_pingrow:
+        GS_CALL gs_pin, 0b10
+        mov     rdi, [rsp + 16]
+        mov     rsi, [rsp + 32]
+        xor     edx, edx
+        GS_CALL gs_test_plain, 0b10
+.Lsc_leaf:
+        mov     rdi, [rsp + 16]
+        mov     esi, 10000
+        GS_CALL gs_test_leaf, 0b10
+        xor     eax, eax
+        cmp     [rsp + 8], rsp
+        jne     1f
+        cmp     qword ptr [rsp], 0x5eed
+        jne     1f
+        mov     eax, 1
+1:      GS_EPILOGUE
+GS_FUNC_END gs_test_scenario
+
 GS_FUNC gs_test_leaf, 16
         GS_PROLOGUE
         GS_ENTRY_CHECK 0
         mov     [rsp], rdi
+        mov     [rsp + 8], rsi
+1:      cmp     qword ptr [rsp + 8], 0
+        je      2f
+        dec     qword ptr [rsp + 8]
+        mov     rdi, [rsp]
         GS_CALL gs_yield, 0
-        mov     eax, 7
+        jmp     1b
+2:      mov     eax, 7
         GS_EPILOGUE
 GS_FUNC_END gs_test_leaf
 

@@ -227,7 +227,7 @@ gs_systemstack:
  * gs_goentry: where every goroutine starts (its initial sched.pc).
  *
  * Entered by gs_gogo with rsp = top of the stack (16-byte aligned), rbp = 0,
- * rbx = entry function, r12 = G.  Calls fn(g, startargs[0..5]); the return
+ * rbx = entry function, r12 = G.  Calls fn(g, startargs[0..4]); the return
  * address of that call, gs_goexit_pc, marks the goroutine's entry frame
  * (its saved rbp is 0).  When fn returns, r12 still holds the G (callee-
  * saved; the G never moves): its return value is stored in g->retval and
@@ -306,6 +306,8 @@ gs_morestack:
         mov     rax, [rdi + GS_G_M]
         cmp     rdi, [rax + GS_M_G0]
         je      1f
+        cmp     qword ptr [rdi + GS_G_LIBCALLSP], 0
+        jne     2f
         mov     rcx, [rbp + 8]
         mov     [rax + GS_M_MOREBUF_PC], rcx
         lea     rcx, [rbp + 16]
@@ -315,8 +317,130 @@ gs_morestack:
 1:      and     rsp, -16                /* align for the call; no return */
         call    gs_fatal_morestack_on_g0@PLT
         ud2
+2:      and     rsp, -16
+        call    gs_fatal_morestack_in_libcall@PLT
+        ud2
         .cfi_endproc
         .size   gs_morestack, . - gs_morestack
+
+/*
+ * void gs_entersyscall(G *g)               -- called by managed code
+ *
+ * The managed caller is about to run foreign code on its own stack (a
+ * system call).  Records its SP (as after the return), PC (the return
+ * address) and FP in g->syscall{sp,pc,fp}, sets the status to Syscall and
+ * stackguard0 to the preempt value, so that a scan starts at the recorded
+ * frame and never moves the stack, and any managed code called back before
+ * gs_exitsyscall reaches newstack (where it is a fatal error).  The SP must
+ * lie inside the stack.  Runs no Rust code.
+ */
+        .globl  gs_entersyscall
+        .type   gs_entersyscall, @function
+        .p2align 4
+gs_entersyscall:
+        .cfi_startproc
+        lea     rcx, [rsp + 8]
+        cmp     rcx, [rdi + GS_G_STACK_LO]
+        jbe     1f
+        cmp     rcx, [rdi + GS_G_STACK_HI]
+        ja      1f
+        mov     rax, [rsp]
+        mov     [rdi + GS_G_SYSCALLPC], rax
+        mov     [rdi + GS_G_SYSCALLFP], rbp
+        mov     [rdi + GS_G_SYSCALLSP], rcx
+        mov     rax, GS_STACK_PREEMPT
+        mov     [rdi + GS_G_STACKGUARD0], rax
+        mov     dword ptr [rdi + GS_G_STATUS], GS_STATUS_SYSCALL
+        ret
+1:      and     rsp, -16
+        call    gs_fatal_entersyscall_sp@PLT
+        ud2
+        .cfi_endproc
+        .size   gs_entersyscall, . - gs_entersyscall
+
+/*
+ * void gs_exitsyscall(G *g)                -- called by managed code
+ *
+ * Back from foreign code.  A tail call into gs_mcall with gs_exitsyscall0,
+ * which (on g0, with the caller's context saved) checks that SP has not
+ * moved above the recorded syscall SP, clears the record, sets the status
+ * back to Running, does a pending shrink (a synchronous safe point), and
+ * resumes the caller.
+ */
+        .globl  gs_exitsyscall
+        .type   gs_exitsyscall, @function
+        .p2align 4
+gs_exitsyscall:
+        .cfi_startproc
+        mov     rsi, [rip + gs_exitsyscall0@GOTPCREL]
+        jmp     gs_mcall
+        .cfi_endproc
+        .size   gs_exitsyscall, . - gs_exitsyscall
+
+/*
+ * usize gs_libcall(G *g, usize (*fn)(void *), void *arg)   -- managed code
+ *
+ * Runs fn(arg) -- foreign code -- on the system stack and returns its
+ * result.  While it runs, g->libcall{sp,pc,fp} hold the managed caller's
+ * SP, PC and FP (a scan starts there and does not move the stack; a shrink
+ * it wanted is left pending), and stackguard0 holds the preempt value, so
+ * a callback into managed code reaches gs_morestack, which refuses it.
+ * gs_libcall_done(g), on g0 before we switch back, clears the record and
+ * restores the guard (or keeps the preempt value for a pending request).
+ *
+ *   g's stack                              g0's stack
+ *   | managed caller's frame |             +-----------------+ <- g0->sched.sp
+ *   | ret into caller        | <- libcallsp - 8   | fn's frames ...
+ *   | saved rbp              | <- rbp
+ *   | saved rbx, r12         | <- r12 = rsp while away
+ */
+        .globl  gs_libcall
+        .type   gs_libcall, @function
+        .p2align 4
+gs_libcall:
+        .cfi_startproc
+        push    rbp
+        .cfi_def_cfa_offset 16
+        .cfi_offset rbp, -16
+        mov     rbp, rsp
+        .cfi_def_cfa_register rbp
+        push    rbx
+        .cfi_offset rbx, -24
+        push    r12
+        .cfi_offset r12, -32
+        cmp     rsp, [rdi + GS_G_STACK_LO]
+        jb      1f
+        cmp     rsp, [rdi + GS_G_STACK_HI]
+        jae     1f
+        mov     rbx, rdi
+        mov     rax, [rbp + 8]
+        mov     [rdi + GS_G_LIBCALLPC], rax
+        mov     rax, [rbp]
+        mov     [rdi + GS_G_LIBCALLFP], rax
+        lea     rax, [rbp + 16]
+        mov     [rdi + GS_G_LIBCALLSP], rax
+        mov     rax, GS_STACK_PREEMPT
+        mov     [rdi + GS_G_STACKGUARD0], rax
+        mov     r12, rsp
+        mov     rax, [rdi + GS_G_M]
+        mov     rax, [rax + GS_M_G0]
+        mov     rsp, [rax + GS_G_SCHED + GS_CTX_SP]
+        mov     rdi, rdx
+        call    rsi
+        mov     rdi, rbx
+        mov     rbx, rax
+        call    gs_libcall_done@PLT
+        mov     rax, rbx
+        mov     rsp, r12
+        pop     r12
+        pop     rbx
+        pop     rbp
+        .cfi_def_cfa rsp, 8
+        ret
+1:      call    gs_fatal_libcall_stack@PLT
+        ud2
+        .cfi_endproc
+        .size   gs_libcall, . - gs_libcall
 
 /*
  * void gs_asm_funcs_bounds(usize out[2])

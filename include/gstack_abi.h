@@ -30,6 +30,9 @@
 #define GS_M_MOREBUF_PC    16  /* usize: caller of the function that called morestack */
 #define GS_M_MOREBUF_SP    24  /* usize: its SP                             */
 
+/* Status values the asm writes. */
+#define GS_STATUS_SYSCALL  4
+
 /* Value of stackguard0 that forces every entry check into morestack. */
 #define GS_STACK_PREEMPT   0xfffffffffffffade
 
@@ -49,9 +52,16 @@
 /* G fields that follow the context */
 /* G fields that follow the context (after schedlink and status, which the
    scheduler touches on every switch and so share its cache lines) */
+#define GS_G_STATUS        112 /* u32: Status (Syscall = 4)               */
 #define GS_G_STARTFN       120 /* GS_G_SCHED + GS_CTX_SIZE + 16 */
 #define GS_G_STARTARGS     128 /* usize[6]: arguments after g             */
 #define GS_G_RETVAL        176 /* usize: what the entry function returned */
+#define GS_G_SYSCALLSP     184 /* where managed code entered a syscall: sp, pc, fp */
+#define GS_G_SYSCALLPC     192
+#define GS_G_SYSCALLFP     200
+#define GS_G_LIBCALLSP     208 /* where managed code entered a libcall: sp, pc, fp */
+#define GS_G_LIBCALLPC     216
+#define GS_G_LIBCALLFP     224
 
 #elif defined(__aarch64__)
 /* ---- struct Context, aarch64 (AAPCS64) ------------------------------ */
@@ -68,9 +78,16 @@
 #define GS_CTX_D12         136
 #define GS_CTX_D14         152
 #define GS_CTX_SIZE        168
+#define GS_G_STATUS        208 /* u32: Status (Syscall = 4)               */
 #define GS_G_STARTFN       216 /* GS_G_SCHED + GS_CTX_SIZE + 16 */
 #define GS_G_STARTARGS     224 /* usize[6]: arguments after g             */
 #define GS_G_RETVAL        272 /* usize: what the entry function returned */
+#define GS_G_SYSCALLSP     280 /* where managed code entered a syscall: sp, pc, fp */
+#define GS_G_SYSCALLPC     288
+#define GS_G_SYSCALLFP     296
+#define GS_G_LIBCALLSP     304 /* where managed code entered a libcall: sp, pc, fp */
+#define GS_G_LIBCALLPC     312
+#define GS_G_LIBCALLFP     320
 
 #else
 #error "gstack supports x86_64 and aarch64 only"

@@ -34,6 +34,13 @@ assert_offset!(G, sched, GS_G_SCHED);
 assert_offset!(G, startfn, GS_G_STARTFN);
 assert_offset!(G, startargs, GS_G_STARTARGS);
 assert_offset!(G, retval, GS_G_RETVAL);
+assert_offset!(G, status, GS_G_STATUS);
+assert_offset!(G, syscallsp, GS_G_SYSCALLSP);
+assert_offset!(G, syscallpc, GS_G_SYSCALLPC);
+assert_offset!(G, syscallfp, GS_G_SYSCALLFP);
+assert_offset!(G, libcallsp, GS_G_LIBCALLSP);
+assert_offset!(G, libcallpc, GS_G_LIBCALLPC);
+assert_offset!(G, libcallfp, GS_G_LIBCALLFP);
 assert_offset!(M, g0, GS_M_G0);
 assert_offset!(M, curg, GS_M_CURG);
 assert_offset!(M, morebuf_pc, GS_M_MOREBUF_PC);
@@ -57,4 +64,5 @@ const _: () = {
     }
 };
 const _: () = assert!(GS_STACK_PREEMPT == crate::g::STACK_PREEMPT);
+const _: () = assert!(GS_STATUS_SYSCALL == crate::g::Status::Syscall as usize);
 const _: () = assert!(GS_G_STACKGUARD0 == crate::G_STACKGUARD0_OFFSET);

@@ -6,22 +6,40 @@
 //! call site is registered in the [function table](crate::functab) with the
 //! exact words of its frame that may hold pointers.
 //!
-//! ```no_run
-//! use gstack::cranelift::{ManagedJit, InstBuilder};
+//! ```
+//! use gstack::cranelift::cranelift_codegen::ir::{condcodes::IntCC, types::I64};
+//! use gstack::cranelift::{InstBuilder, ManagedJit};
 //!
-//! let mut jit = ManagedJit::new().unwrap();
-//! let f = jit.declare("spin", 1, 0).unwrap();      // spin(g, n)
-//! jit.define(f, |mb| {
+//! let mut jit = ManagedJit::new()?;
+//! // count(g, n) -> i64: yields n times, returns n.
+//! let count = jit.declare("count", 1, 1)?;
+//! jit.define(count, |mb| {
 //!     let n = mb.params[0];
-//!     mb.yield_now();
-//!     let _ = n;
-//!     mb.b.ins().return_(&[]);
+//!     let (head, body, exit) = (mb.b.create_block(), mb.b.create_block(), mb.b.create_block());
+//!     let i = mb.b.append_block_param(head, I64);
+//!     let zero = mb.b.ins().iconst(I64, 0);
+//!     mb.b.ins().jump(head, &[zero.into()]);
+//!     mb.b.switch_to_block(head);
+//!     let more = mb.b.ins().icmp(IntCC::UnsignedLessThan, i, n);
+//!     mb.b.ins().brif(more, body, &[], exit, &[]);
+//!     mb.b.switch_to_block(body);
+//!     mb.yield_now(); // a call site: registered with its stack map
+//!     let next = mb.b.ins().iadd_imm_s(i, 1);
+//!     mb.b.ins().jump(head, &[next.into()]);
+//!     mb.b.switch_to_block(exit);
+//!     mb.b.ins().return_(&[i]);
 //!     Ok(())
-//! }).unwrap();
-//! jit.finalize().unwrap();                           // registers `spin`
-//! let entry = jit.entry(f);
-//! // gstack::Builder::new().spawn_managed(entry, &[10]) from a goroutine
-//! # let _ = entry;
+//! })?;
+//! jit.finalize()?; // executable, and registered in the function table
+//! let entry = jit.entry(count);
+//! gstack::run(move || {
+//!     let h = gstack::Builder::new().spawn_managed(entry, &[3]).unwrap();
+//!     while h.result().is_none() {
+//!         gstack::yield_now();
+//!     }
+//!     assert_eq!(h.result(), Some(3));
+//! });
+//! # Ok::<(), gstack::cranelift::JitError>(())
 //! ```
 //!
 //! # The frame ABI, and why the settings are what they are
@@ -57,12 +75,17 @@
 //!
 //! 3. **A stack check whose guard covers the frame.**  Each function starts
 //!    with `if SP < g.stackguard0 { gs_morestack(g) }`, emitted here in
-//!    CLIF *after* Cranelift's prologue (CLIF cannot run before it).  By
-//!    then SP is already lowered by the whole frame and the prologue has
-//!    written the frame record and the callee-saved registers, so the bytes
-//!    kept free below `stackguard0` must hold the largest frame: a function
-//!    whose frame exceeds [`MAX_FRAME`](crate::MAX_FRAME) is refused at
-//!    registration.  Cranelift's own `stack_limit` check traps instead of
+//!    CLIF, so it necessarily runs *after* Cranelift's prologue (no CLIF
+//!    runs before it).  By then SP is already lowered by the whole frame
+//!    and the prologue has written the frame record and the callee-saved
+//!    registers; on x86-64 the slow path's `call` then pushes a return
+//!    address.  So the bytes kept free below `stackguard0` must hold the
+//!    function's whole frame as registered (record + saves + slots +
+//!    that push: see `frame_size` in [`ManagedJit::finalize`]'s source):
+//!    a function whose frame exceeds [`MAX_FRAME`](crate::MAX_FRAME) is
+//!    refused at registration.  When `gs_morestack` returns, the whole
+//!    frame (spill and stack slots included) has moved with the stack, and
+//!    the callee-saved registers hold what they held.  Cranelift's own `stack_limit` check traps instead of
 //!    calling, and probestack (which would touch pages below the guard
 //!    before any check) is disabled.  Because `stackguard0` doubles as the
 //!    preemption flag, the same check is the function's synchronous safe
@@ -77,10 +100,12 @@
 //! Every call instruction in a managed function is a registered call site,
 //! whether it was made with [`ManagedBuilder::call_managed`],
 //! [`ManagedBuilder::yield_now`] or directly with the builder.  Calling
-//! ordinary (native) code from managed code is allowed only if that code
-//! neither parks the goroutine nor calls back into managed code: frames the
-//! table does not know must never be on a stack that is parked, scanned or
-//! moved.
+//! ordinary (native) code directly from managed code is allowed only for
+//! small leaf functions: native code runs on the goroutine's small stack
+//! with no entry check (it must fit in the bytes below `stackguard0` that
+//! the caller's frame left), and it must neither park the goroutine nor
+//! call back into managed code, since frames the table does not know must
+//! never be on a stack that is parked, scanned or moved.
 //!
 //! # Limits
 //!
@@ -91,7 +116,7 @@
 use crate::functab::{self, CallSiteDesc, FuncDesc, RegisterError};
 use cranelift_codegen::ir::types::I64;
 use cranelift_codegen::ir::{
-    AbiParam, Block, DebugTag, FuncRef, Function, MemFlagsData, Signature, StackSlot,
+    AbiParam, Block, DebugTag, FuncRef, Function, GlobalValue, MemFlagsData, Signature, StackSlot,
     StackSlotData, StackSlotKind, UserFuncName, Value,
 };
 use cranelift_codegen::settings::{self, Configurable};
@@ -105,7 +130,9 @@ use std::fmt;
 pub use cranelift_codegen;
 pub use cranelift_codegen::ir::InstBuilder;
 pub use cranelift_frontend;
-pub use cranelift_module::FuncId;
+pub use cranelift_jit;
+pub use cranelift_module;
+pub use cranelift_module::{DataId, FuncId};
 
 /// The most integer/pointer parameters a managed function takes after `g`.
 ///
@@ -196,6 +223,8 @@ struct Compiled {
 
 enum State {
     Declared,
+    /// Compiled, but its maps could not be read: never registered.
+    Broken,
     Defined(Compiled),
     /// Finalized: the code is at `start..start+len`; `registered` says
     /// whether the function table accepted it.
@@ -211,6 +240,8 @@ struct FuncMeta {
     params: usize,
     returns: usize,
     state: State,
+    /// Cranelift's listing of the compiled code, when asked for.
+    disasm: Option<String>,
 }
 
 /// A JIT whose functions are managed code.
@@ -231,6 +262,7 @@ pub struct ManagedJit {
     pending: Vec<FuncId>,
     morestack: FuncId,
     yield_: FuncId,
+    want_disasm: bool,
 }
 
 impl ManagedJit {
@@ -240,6 +272,14 @@ impl ManagedJit {
     /// `unwind_info=true`, `enable_verifier=true`, with `gs_morestack` and
     /// `gs_yield` known to it.
     pub fn new() -> Result<ManagedJit, JitError> {
+        Self::with_builder(|_| {})
+    }
+
+    /// [`new`](Self::new), letting `configure` add to the [`JITBuilder`]
+    /// before the module is made: symbols for the native functions the
+    /// code imports (`jb.symbol(name, ptr)`), lookup functions.  The
+    /// codegen flags are this module's and cannot be changed.
+    pub fn with_builder(configure: impl FnOnce(&mut JITBuilder)) -> Result<ManagedJit, JitError> {
         let mut flags = settings::builder();
         for (name, value) in [
             ("opt_level", "none"),
@@ -258,6 +298,8 @@ impl ManagedJit {
             .finish(settings::Flags::new(flags))
             .map_err(|e| JitError::Setup(format!("host ISA: {e}")))?;
         let mut jb = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
+        configure(&mut jb);
+        // Set last, so that nothing the caller added can replace them.
         jb.symbol("gs_morestack", crate::morestack_addr() as *const u8);
         jb.symbol("gs_yield", crate::yield_addr() as *const u8);
         let mut module = JITModule::new(jb);
@@ -278,12 +320,26 @@ impl ManagedJit {
             pending: Vec::new(),
             morestack,
             yield_,
+            want_disasm: false,
         })
     }
 
-    /// The JIT module, for what this API does not wrap (declaring data,
-    /// importing native functions).  Do not define functions through it:
-    /// they would not be managed.
+    /// Keep Cranelift's listing of the machine code of every function
+    /// defined from now on (see [`disasm`](Self::disasm)).
+    pub fn set_disasm(&mut self, on: bool) {
+        self.want_disasm = on;
+    }
+
+    /// The machine-code listing of `id`, if it was defined while
+    /// [`set_disasm`](Self::set_disasm) was on.
+    pub fn disasm(&self, id: FuncId) -> Option<&str> {
+        self.funcs.get(&id)?.disasm.as_deref()
+    }
+
+    /// The JIT module, for what this API does not wrap: declaring and
+    /// defining data objects, declaring native functions to import (see
+    /// [`ManagedBuilder::import_func`] and [`ManagedBuilder::import_data`]).
+    /// Do not define functions through it: they would not be managed.
     pub fn module(&mut self) -> &mut JITModule {
         &mut self.module
     }
@@ -335,6 +391,7 @@ impl ManagedJit {
                 params,
                 returns,
                 state: State::Declared,
+                disasm: None,
             },
         );
         Ok(id)
@@ -362,8 +419,15 @@ impl ManagedJit {
             .funcs
             .get(&id)
             .ok_or_else(|| JitError::Usage(format!("{id}: not a managed function of this jit")))?;
-        if !matches!(meta.state, State::Declared) {
-            return Err(JitError::Usage(format!("{}: defined twice", meta.name)));
+        match meta.state {
+            State::Declared => {}
+            State::Broken => {
+                return Err(JitError::Usage(format!(
+                    "{}: its definition failed; declare the function anew",
+                    meta.name
+                )))
+            }
+            _ => return Err(JitError::Usage(format!("{}: defined twice", meta.name))),
         }
         let (params, returns) = (meta.params, meta.returns);
         let name = meta.name.clone();
@@ -375,6 +439,7 @@ impl ManagedJit {
             funcs,
             morestack,
             yield_,
+            want_disasm,
             ..
         } = &mut *self;
         ctx.clear();
@@ -440,8 +505,9 @@ impl ManagedJit {
             .and_then(|()| error.map_or(Ok(()), Err))
             .and_then(|()| check_terminated(&name, b.func, body_block));
         if let Err(e) = outcome {
-            // The builder was not finalized: its context must start afresh.
-            drop(b);
+            // The builder was not finalized: its context must start afresh
+            // (the builder's borrow of it ends here).
+            let _ = b;
             *fctx = FunctionBuilderContext::new();
             ctx.clear();
             return Err(e);
@@ -475,6 +541,7 @@ impl ManagedJit {
                 "{name}: CLIF does not verify:\n{listing}"
             )));
         }
+        ctx.set_disasm(*want_disasm);
         if let Err(e) = module.define_function(id, ctx) {
             ctx.clear();
             return Err(match module_err(e) {
@@ -483,9 +550,17 @@ impl ManagedJit {
             });
         }
         let compiled = Self::extract(&name, ctx, &ptr_slots);
+        let meta = funcs.get_mut(&id).expect("declared");
+        meta.disasm = ctx.compiled_code().and_then(|c| c.vcode.clone());
         ctx.clear();
-        let compiled = compiled?;
-        funcs.get_mut(&id).expect("declared").state = State::Defined(compiled);
+        // The module holds the code now: it cannot be defined again.
+        meta.state = match compiled {
+            Ok(c) => State::Defined(c),
+            Err(e) => {
+                meta.state = State::Broken;
+                return Err(e);
+            }
+        };
         self.pending.push(id);
         Ok(())
     }
@@ -688,6 +763,7 @@ impl ManagedJit {
             Some((name, State::Finalized { .. })) => {
                 panic!("{name}: its registration was refused; it must not run as managed code")
             }
+            Some((name, State::Broken)) => panic!("{name}: its definition failed"),
             Some((name, _)) => panic!("{name}: not finalized yet"),
             None => panic!("{id}: not a managed function of this jit"),
         }
@@ -803,19 +879,32 @@ impl ManagedBuilder<'_> {
             self.fail(e);
             return (0..n).map(|_| self.b.ins().iconst(I64, 0)).collect();
         }
-        let fref = match self.refs.get(&callee) {
-            Some(&r) => r,
-            None => {
-                let r = self.module.declare_func_in_func(callee, self.b.func);
-                self.refs.insert(callee, r);
-                r
-            }
-        };
+        let fref = self.import_func(callee);
         let mut all = Vec::with_capacity(args.len() + 1);
         all.push(self.g);
         all.extend_from_slice(args);
         let call = self.b.ins().call(fref, &all);
         self.b.inst_results(call).to_vec()
+    }
+
+    /// A reference to a function declared through [`ManagedJit::module`]
+    /// (or with [`ManagedJit::declare`]), for `b.ins().call`.  Read "Calls"
+    /// in the [module docs](self) before calling native code: only small
+    /// leaf functions that never park may be called directly.
+    pub fn import_func(&mut self, id: FuncId) -> FuncRef {
+        if let Some(&r) = self.refs.get(&id) {
+            return r;
+        }
+        let r = self.module.declare_func_in_func(id, self.b.func);
+        self.refs.insert(id, r);
+        r
+    }
+
+    /// A global value for the address of a data object declared through
+    /// [`ManagedJit::module`].  (Data is not on the stack: its address
+    /// needs no stack map.)
+    pub fn import_data(&mut self, id: DataId) -> GlobalValue {
+        self.module.declare_data_in_func(id, self.b.func)
     }
 
     /// Call `gs_yield(g)`: let the other goroutines run.  While parked,

@@ -104,10 +104,22 @@ pub struct G {
     pub status: AtomicU32,
     /// Entry function (also in the initial context; kept for tracebacks).
     pub startfn: usize,
-    /// Arguments after `g` passed to the entry function by gs_goentry.
+    /// Arguments after `g` passed to the entry function by gs_goentry (the
+    /// first MAX_MANAGED_ARGS; the last slot is spare).
     pub startargs: [usize; 6],
     /// What the entry function returned (written by gs_goentry).
     pub retval: usize,
+    /// Set by gs_entersyscall (the managed caller's SP, PC, FP at the
+    /// call), cleared by exitsyscall; 0 when not in a system call.  A scan
+    /// of the G starts here; its stack may not move meanwhile.
+    pub syscallsp: usize,
+    pub syscallpc: usize,
+    pub syscallfp: usize,
+    /// Set by gs_libcall for as long as a foreign function runs on the
+    /// system stack for this G; 0 otherwise.
+    pub libcallsp: usize,
+    pub libcallpc: usize,
+    pub libcallfp: usize,
 
     // ---- Rust only ----
     pub id: u64,
@@ -124,6 +136,27 @@ pub struct G {
     pub force_move: bool,
     /// Where a managed goroutine's return value goes when it exits.
     pub exit_slot: Option<std::sync::Arc<ExitSlot>>,
+    /// Pins held (gs_pin / the runtime's workers): a pinned stack never
+    /// moves.
+    pub pins: u32,
+    /// A scan wanted to shrink this stack but could not: do it at the next
+    /// synchronous safe point.
+    pub preempt_shrink: bool,
+    /// A request to yield at the next synchronous safe point.
+    pub preempt: bool,
+    /// Between queueing its waiters on channels and parking: a window in
+    /// which its stack must not move (set by channel operations).
+    pub parking_on_chan: bool,
+    /// Stopped at an asynchronous safe point (not a call site): its
+    /// innermost frame is imprecise.  (For a future asynchronous
+    /// preemption; never set today.)
+    pub async_stopped: bool,
+    /// While this goroutine waits for a scan cycle it asked for: the root
+    /// visitor and where the report goes (both in its own frame).
+    pub gc_request: Option<(
+        Option<*mut dyn FnMut(&crate::scan::Root)>,
+        *mut crate::scan::GcReport,
+    )>,
 }
 
 /// The result of a managed goroutine, filled when it exits.
@@ -156,6 +189,12 @@ impl G {
             startfn: 0,
             startargs: [0; 6],
             retval: 0,
+            syscallsp: 0,
+            syscallpc: 0,
+            syscallfp: 0,
+            libcallsp: 0,
+            libcallpc: 0,
+            libcallfp: 0,
             id: 0,
             status: AtomicU32::new(Status::Idle as u32),
             kind,
@@ -166,6 +205,12 @@ impl G {
             stack_kind: StackKind::Guarded,
             force_move: false,
             exit_slot: None,
+            pins: 0,
+            preempt_shrink: false,
+            preempt: false,
+            parking_on_chan: false,
+            async_stopped: false,
+            gc_request: None,
         }
     }
 

@@ -101,7 +101,7 @@
 //! holds managed frames only.
 //!
 //! **Entry and exit.**  A managed goroutine starts as `entry(g, args...)`
-//! (up to 6 integer or pointer arguments) on a 16-byte aligned stack whose
+//! (up to 5 integer or pointer arguments) on a 16-byte aligned stack whose
 //! frame-record chain ends there (saved FP 0); when `entry` returns, its
 //! return value is the goroutine's result ([`Managed::result`]).
 //!
@@ -125,9 +125,11 @@ pub mod debug;
 mod fatal;
 pub mod functab;
 mod g;
+mod guards;
 mod m;
 mod managed;
 mod runtime;
+mod scan;
 mod sched;
 mod signal;
 pub mod stack;
@@ -153,6 +155,7 @@ pub use runtime::{
     check_accounting, current_id, goexit, run, spawn, stats, yield_now, Builder, Config, Managed,
     Runtime, Stats, DEFAULT_MANAGED_STACK, DEFAULT_MAX_STACK, DEFAULT_NATIVE_STACK,
 };
+pub use scan::{gc, gc_visit, GcReport, Root};
 pub use sched::SpawnError;
 
 /// Helpers for gstack's own tests and benchmarks (not a stable API).
@@ -227,6 +230,12 @@ pub mod testing {
         }
         // SAFETY: g is this thread's running goroutine, on its stack.
         unsafe { crate::trampoline::mcall(g, back) }
+    }
+
+    /// The calling goroutine's G, as managed code receives it (for tests
+    /// that call managed functions or the guard routines by hand).
+    pub fn current_g_ptr() -> usize {
+        crate::m::current_g() as usize
     }
 
     /// Call gs_morestack with this thread's g0, as managed code running on

@@ -8,6 +8,10 @@ use crate::sched::{self, Goexit, Sched, SpawnError};
 use crate::trampoline::{gs_swapcontext, systemstack};
 use core::ptr;
 
+/// Arguments a managed goroutine's entry function takes after g: what
+/// both ABIs pass in registers (x86-64: rsi, rdx, rcx, r8, r9).
+pub const MAX_MANAGED_ARGS: usize = 5;
+
 /// Default stack of a native goroutine: ordinary Rust or C code on a fixed
 /// stack, so it must be roomy enough for formatting and libc calls.
 pub const DEFAULT_NATIVE_STACK: usize = 64 * 1024;
@@ -25,6 +29,9 @@ pub struct Config {
     pub managed_stack_size: usize,
     /// Largest stack a managed goroutine may grow to.
     pub max_stack_size: usize,
+    /// Start a scan cycle by itself when stack memory in use has grown by
+    /// this many percent since the last cycle (like GOGC); 0 = never.
+    pub gc_percent: u32,
     /// Debug modes (from `GSDEBUG` by default).
     pub debug: DebugFlags,
 }
@@ -37,6 +44,7 @@ impl Default for Config {
             native_stack_size: DEFAULT_NATIVE_STACK,
             managed_stack_size: DEFAULT_MANAGED_STACK,
             max_stack_size: DEFAULT_MAX_STACK,
+            gc_percent: 100,
             debug: DebugFlags::from_env(),
         }
     }
@@ -64,6 +72,11 @@ pub struct Stats {
     pub stack_bytes_copied: u64,
     /// Largest stack any managed goroutine grew to.
     pub stack_peak: usize,
+    /// Scan cycles completed.
+    pub gc_cycles: u64,
+    /// Starting stack size a new managed goroutine gets now (adaptive
+    /// after the first cycle unless `GSDEBUG=adaptivestackstart=0`).
+    pub managed_start_size: usize,
 }
 
 /// One instance of the runtime: its scheduler, stack pool and settings.
@@ -243,13 +256,13 @@ impl Builder {
     }
 
     /// Spawn a managed goroutine: `entry` must be the start of a registered
-    /// managed function; it is called as `entry(g, args...)` (at most 6
-    /// integer or pointer arguments) on a movable stack that starts at the
+    /// managed function; it is called as `entry(g, args...)` (at most
+    /// [`MAX_MANAGED_ARGS`] integer or pointer arguments) on a movable stack that starts at the
     /// runtime's `managed_stack_size` (or this builder's `stack_size`,
     /// rounded up to a power of two).
     pub fn spawn_managed(self, entry: usize, args: &[usize]) -> Result<Managed, SpawnError> {
         let sched = current_sched().ok_or(SpawnError::NotInRuntime)?;
-        if args.len() > 6 {
+        if args.len() > MAX_MANAGED_ARGS {
             return Err(SpawnError::TooManyArgs(args.len()));
         }
         let registered = crate::functab::read()
@@ -260,7 +273,9 @@ impl Builder {
         }
         let mut a = [0usize; 6];
         a[..args.len()].copy_from_slice(args);
-        let size = self.stack_size.unwrap_or(sched.config.managed_stack_size);
+        let size = self
+            .stack_size
+            .unwrap_or_else(|| sched.managed_start_size());
         let exit = std::sync::Arc::new(ExitSlot::default());
         let start = sched::Start::Managed {
             entry,

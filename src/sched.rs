@@ -24,6 +24,9 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+/// Below this much stack in use the automatic trigger never fires.
+const GC_FLOOR: usize = 4 << 20;
+
 /// Dead goroutines keep their stacks for reuse, up to this many; beyond it
 /// a dying goroutine's stack goes back to the pool (the G itself is kept).
 const MAX_FREE_STACKS: usize = 256;
@@ -126,7 +129,7 @@ pub enum SpawnError {
     Stack(AllocError),
     /// The entry address is not the start of a registered managed function.
     NotManaged(usize),
-    /// More arguments than the entry trampoline passes (6 after g).
+    /// More arguments than the entry trampoline passes (5 after g).
     TooManyArgs(usize),
 }
 
@@ -146,7 +149,7 @@ impl std::fmt::Display for SpawnError {
             SpawnError::TooManyArgs(n) => {
                 write!(
                     f,
-                    "{n} arguments: a managed goroutine takes at most 6 after g"
+                    "{n} arguments: a managed goroutine takes at most 5 after g"
                 )
             }
         }
@@ -168,6 +171,18 @@ pub struct Sched {
     bytes_copied: AtomicU64,
     peak_stack: AtomicUsize,
     pub(crate) running: AtomicBool,
+    /// The scan cycle in progress (touched only on the system stack of the
+    /// runtime's thread), and whether there is one.
+    pub(crate) cycle: UnsafeCell<Option<crate::scan::Cycle>>,
+    pub(crate) cycle_active: AtomicBool,
+    /// Starting size of new managed goroutines chosen by the last cycle
+    /// (adaptive sizing), 0 before the first.
+    pub(crate) adaptive_start: AtomicUsize,
+    /// Stack bytes in use when the last cycle ended: the base of the
+    /// automatic trigger.
+    last_cycle_in_use: AtomicUsize,
+    cycles: AtomicU64,
+    gc_wanted: AtomicBool,
 }
 
 // SAFETY: the P (run queue, stack cache) is used only by the one thread
@@ -201,6 +216,12 @@ impl Sched {
             bytes_copied: AtomicU64::new(0),
             peak_stack: AtomicUsize::new(0),
             running: AtomicBool::new(false),
+            cycle: UnsafeCell::new(None),
+            cycle_active: AtomicBool::new(false),
+            adaptive_start: AtomicUsize::new(0),
+            last_cycle_in_use: AtomicUsize::new(0),
+            cycles: AtomicU64::new(0),
+            gc_wanted: AtomicBool::new(false),
         }
     }
 
@@ -236,6 +257,61 @@ impl Sched {
             stack_copies: self.grows.load(Ordering::Relaxed),
             stack_bytes_copied: self.bytes_copied.load(Ordering::Relaxed),
             stack_peak: self.peak_stack.load(Ordering::Relaxed),
+            gc_cycles: self.cycles.load(Ordering::Relaxed),
+            managed_start_size: self.managed_start_size(),
+        }
+    }
+
+    /// Starting stack size of a new managed goroutine: chosen by the last
+    /// scan cycle when adaptive sizing is on, else the configured one.
+    pub(crate) fn managed_start_size(&self) -> usize {
+        match self.adaptive_start.load(Ordering::Relaxed) {
+            0 => self.config.managed_stack_size,
+            n if self.config.debug.adaptivestackstart => n,
+            _ => self.config.managed_stack_size,
+        }
+    }
+
+    /// Every live goroutine (for a scan cycle's snapshot).
+    pub(crate) fn all_gs(&self) -> Vec<*mut G> {
+        let t = self.gs.lock().unwrap();
+        // SAFETY: every G in `all` is live.
+        t.all
+            .iter()
+            .copied()
+            .filter(|&g| unsafe { (*g).status() != Status::Dead })
+            .collect()
+    }
+
+    /// Make a waiting goroutine runnable.
+    ///
+    /// # Safety
+    /// On the system stack; `g` is waiting and on no queue.
+    pub(crate) unsafe fn ready(&self, g: *mut G) {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            (*g).set_status(Status::Runnable);
+            self.p().runq.push(g);
+        }
+    }
+
+    pub(crate) fn note_cycle_end(&self) {
+        self.cycles.fetch_add(1, Ordering::Relaxed);
+        self.last_cycle_in_use
+            .store(self.pool.stats().in_use, Ordering::Relaxed);
+        self.gc_wanted.store(false, Ordering::Relaxed);
+    }
+
+    /// The automatic trigger: ask for a cycle when stack memory in use grew
+    /// by `gc_percent` percent since the last one (and is past a floor).
+    pub(crate) fn maybe_want_gc(&self) {
+        let pct = self.config.gc_percent;
+        if pct == 0 || self.cycle_active() {
+            return;
+        }
+        let base = self.last_cycle_in_use.load(Ordering::Relaxed).max(GC_FLOOR);
+        if self.pool.stats().in_use as u128 * 100 > base as u128 * (100 + pct as u128) {
+            self.gc_wanted.store(true, Ordering::Relaxed);
         }
     }
 
@@ -244,6 +320,7 @@ impl Sched {
         self.grows.fetch_add(1, Ordering::Relaxed);
         self.bytes_copied.fetch_add(used as u64, Ordering::Relaxed);
         self.peak_stack.fetch_max(newsize, Ordering::Relaxed);
+        self.maybe_want_gc();
     }
 
     /// Seed 004's invariant: the stacks every G holds add up to exactly
@@ -251,8 +328,14 @@ impl Sched {
     pub fn check_accounting(&self) -> Result<(), String> {
         let t = self.gs.lock().unwrap();
         // SAFETY: every G in `all` is live (freed only by teardown).
-        let sum: usize = t.all.iter().map(|&g| unsafe { (*g).stack_size() }).sum();
+        let mut sum: usize = t.all.iter().map(|&g| unsafe { (*g).stack_size() }).sum();
         drop(t);
+        if self.cycle_active() {
+            // Old stacks whose free waits for the cycle's end still count.
+            // SAFETY: callers run on the system stack (check_accounting
+            // goes through systemstack).
+            sum += unsafe { self.cycle().delayed_bytes() };
+        }
         self.pool.check_accounting(sum)
     }
 
@@ -318,6 +401,12 @@ impl Sched {
                 }
             }
             gr.kind = kind;
+            gr.pins = 0;
+            gr.preempt = false;
+            gr.preempt_shrink = false;
+            gr.parking_on_chan = false;
+            gr.async_stopped = false;
+            gr.gc_request = None;
             gr.id = self.next_id.fetch_add(1, Ordering::Relaxed);
             gr.waitreason = "";
             gr.retval = 0;
@@ -433,6 +522,24 @@ fn round_to_pages(size: usize) -> usize {
     size.div_ceil(page) * page
 }
 
+/// The status of a goroutine about to be resumed: Running — or Syscall
+/// when it resumes inside foreign code it entered with entersyscall.
+///
+/// # Safety
+/// `g` is live and about to be resumed by the caller.
+#[inline]
+unsafe fn set_resumed(g: *mut G) {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        let s = if (*g).syscallsp != 0 {
+            Status::Syscall
+        } else {
+            Status::Running
+        };
+        (*g).set_status(s);
+    }
+}
+
 /// Run `g` on this M.  On g0; never returns.
 ///
 /// # Safety
@@ -441,7 +548,7 @@ pub(crate) unsafe fn execute(m: *mut M, g: *mut G) -> ! {
     // SAFETY: the caller's guarantees; g's context is complete because it
     // was saved before g was queued (or made by newproc).
     unsafe {
-        (*g).set_status(Status::Running);
+        set_resumed(g);
         (*g).m = m;
         (*m).curg = g;
         gs_gogo(&(*g).sched)
@@ -458,6 +565,12 @@ pub(crate) unsafe fn schedule(m: *mut M) -> ! {
     unsafe {
         let sched = &*(*m).sched;
         (*m).curg = ptr::null_mut();
+        if sched.gc_wanted.load(Ordering::Relaxed) && !sched.cycle_active() {
+            // Between goroutines every one is stopped: start a cycle whose
+            // workers run like any goroutine; nobody waits for it.
+            sched.gc_wanted.store(false, Ordering::Relaxed);
+            sched.start_background_cycle();
+        }
         if let Some(g) = sched.p().runq.pop() {
             execute(m, g)
         }
@@ -481,7 +594,7 @@ pub(crate) unsafe fn yield_switch(m: *mut M, g: *mut G) {
         let Some(next) = p.runq.pop() else { return };
         (*g).set_status(Status::Runnable);
         p.runq.push(g);
-        (*next).set_status(Status::Running);
+        set_resumed(next);
         (*next).m = m;
         (*m).curg = next;
         crate::trampoline::gs_swapcontext(&mut (*g).sched, &(*next).sched);

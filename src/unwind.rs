@@ -135,6 +135,13 @@ impl fmt::Display for WalkError {
 
 impl std::error::Error for WalkError {}
 
+/// The initial pc of every goroutine: one that still has it has not
+/// started and has no frames.
+#[inline]
+pub fn goentry_pc() -> usize {
+    crate::trampoline::gs_goentry as *const () as usize
+}
+
 /// The return address of every goroutine's entry frame.
 #[inline]
 pub fn goexit_pc() -> usize {
@@ -156,6 +163,9 @@ pub unsafe fn walk<'t>(
     cursor: &mut Cursor<'t>,
     mut visit: impl FnMut(&Frame<'t>),
 ) -> Result<usize, WalkError> {
+    if start.pc == goentry_pc() {
+        return Ok(0); // not started yet: no frames
+    }
     let entry_fp = initial_sp(stack_hi) - FRAME_RECORD_SIZE;
     let (mut pc, mut sp, mut fp) = (start.pc, start.sp, start.fp);
     let mut n = 0usize;

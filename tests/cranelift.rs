@@ -165,6 +165,9 @@ fn check_rec_frames(frames: &[FrameInfo], d: usize, code: (usize, usize)) -> Res
     if frames.len() != d + 1 {
         return Err(format!("{} frames, want {}", frames.len(), d + 1));
     }
+    // SAFETY: called while the goroutine is parked, on addresses checked
+    // (before each read) to lie in its stack, whose frames stay put until
+    // it runs again.
     let read = |a: usize| unsafe { *(a as *const usize) };
     let outermost = &frames[d];
     // In the outermost frame all three pointer words hold its own slot's
@@ -274,15 +277,8 @@ fn recursion_frames_and_pointer_slots_are_exact() {
         let mut counts: Vec<usize> = sites.iter().map(|s| f.slots(s).len()).collect();
         counts.sort();
         assert_eq!(counts, [1, 3, 3, 3, 3]);
-        eprintln!(
-            "DEBUG rec sites {:?} slots {:?} frame_size {}",
-            sites,
-            sites
-                .iter()
-                .map(|s| f.slots(s).to_vec())
-                .collect::<Vec<_>>(),
-            f.frame_size
-        );
+        // The entry check's slow block is cold: its call comes last.
+        assert_eq!(f.slots(sites.last().unwrap()).len(), 1);
         let extra = if cfg!(target_arch = "x86_64") { 8 } else { 0 };
         assert_eq!(f.frame_size, span + 16 + extra);
     }
@@ -319,6 +315,73 @@ fn recursion_frames_and_pointer_slots_are_exact() {
             want,
             "depth {d}: checksum (negative: a check failed)"
         );
+    }
+}
+
+/// Since the runtime grows stacks: rec from a 2 KiB stack, growing by
+/// copying (and with `force_move`, moving at every entry check), freed
+/// stacks poisoned.  Every pointer the maps name must follow the moves:
+/// the checksum and the exact frames at depth 0 say they did.
+#[test]
+fn growth_and_forced_moves_keep_every_pointer() {
+    let mut jit = ManagedJit::new().unwrap();
+    let rec = build_rec(&mut jit);
+    jit.finalize().unwrap();
+    let entry = jit.entry(rec);
+    let code = jit.code_range(rec);
+    for (d, force) in [
+        (0usize, true),
+        (1, true),
+        (10, true),
+        (300, true),
+        (10_000, false),
+    ] {
+        let shared = Shared::new();
+        let report = Arc::new(Mutex::new(None));
+        let rt = Runtime::new(Config {
+            managed_stack_size: 2048,
+            debug: DebugFlags {
+                stackpoison: true,
+                ..DebugFlags::default()
+            },
+            ..Config::default()
+        });
+        let (s2, r2) = (shared.clone(), report.clone());
+        rt.run(move || {
+            let h = Builder::new()
+                .force_move(force)
+                .spawn_managed(entry, &[d, 0, d, s2.addr()])
+                .expect("spawn rec");
+            while s2.flag() == 0 {
+                gstack::yield_now();
+            }
+            let walk = gstack::inspect::frames(h.id).and_then(|fr| check_rec_frames(&fr, d, code));
+            while h.result().is_none() {
+                gstack::yield_now();
+            }
+            *r2.lock().unwrap() = Some((walk, h.result()));
+        });
+        let (walk, result) = report.lock().unwrap().take().expect("main goroutine ran");
+        if let Err(e) = walk {
+            panic!("depth {d}, force_move {force}: {e}");
+        }
+        let want: i64 = (0..=d as i64).map(|k| 3 * k + 1).sum();
+        assert_eq!(
+            shared.result(),
+            want,
+            "depth {d}: checksum (negative: a check failed)"
+        );
+        assert_eq!(
+            result,
+            Some(want as usize),
+            "depth {d}: the goroutine's result"
+        );
+        let copies = rt.stats().stack_copies;
+        assert!(copies > 0 || d < 10, "depth {d}: the stack never moved");
+        if force {
+            // At least one move per entry check: d+1 calls of rec.
+            assert!(copies > d as u64, "depth {d}: {copies} moves");
+        }
     }
 }
 
@@ -475,7 +538,8 @@ fn misuse_is_reported_and_the_jit_stays_usable() {
         .unwrap_err();
     assert!(matches!(e, JitError::Codegen(_)), "{e}");
     assert!(e.to_string().contains("f:"), "{e}");
-    // Now a correct body.
+    // Now a correct body, with its listing kept.
+    jit.set_disasm(true);
     jit.define(f, |mb| {
         let p = mb.params[0];
         let r = mb.b.ins().iadd_imm_s(p, 1);
@@ -484,6 +548,7 @@ fn misuse_is_reported_and_the_jit_stays_usable() {
     })
     .unwrap();
     assert!(matches!(jit.define(f, |_| Ok(())), Err(JitError::Usage(_))));
+    assert!(jit.disasm(f).is_some_and(|l| !l.is_empty()));
     jit.finalize().unwrap();
     assert!(jit.is_registered(f));
     // Called directly (not on a goroutine stack) with a G whose guard is 0:
@@ -493,4 +558,67 @@ fn misuse_is_reported_and_the_jit_stays_usable() {
     // when the check passes.
     let fp: extern "C" fn(*const usize, i64) -> i64 = unsafe { std::mem::transmute(jit.entry(f)) };
     assert_eq!(fp(fake_g.as_ptr(), 41), 42);
+}
+
+extern "C" fn triple(x: i64) -> i64 {
+    3 * x
+}
+
+#[test]
+fn native_leaf_calls_and_data_objects() {
+    use gstack::cranelift::cranelift_module::{DataDescription, Linkage, Module};
+    let mut jit = ManagedJit::with_builder(|jb| {
+        jb.symbol("triple", triple as *const u8);
+    })
+    .unwrap();
+    let mut sig = jit.module().make_signature();
+    sig.params
+        .push(gstack::cranelift::cranelift_codegen::ir::AbiParam::new(I64));
+    sig.returns
+        .push(gstack::cranelift::cranelift_codegen::ir::AbiParam::new(I64));
+    let native = jit
+        .module()
+        .declare_function("triple", Linkage::Import, &sig)
+        .unwrap();
+    let data = jit
+        .module()
+        .declare_data("forty", Linkage::Local, false, false)
+        .unwrap();
+    let mut desc = DataDescription::new();
+    desc.define(40i64.to_ne_bytes().to_vec().into_boxed_slice());
+    jit.module().define_data(data, &desc).unwrap();
+
+    // f(g, x) = triple(x) + *forty, with a yield in between.
+    let f = jit.declare("f", 1, 1).unwrap();
+    jit.define(f, |mb| {
+        let x = mb.params[0];
+        let t = mb.import_func(native);
+        let call = mb.b.ins().call(t, &[x]);
+        let r = mb.b.inst_results(call)[0];
+        mb.yield_now();
+        let gv = mb.import_data(data);
+        let p = mb.b.ins().symbol_value(I64, gv);
+        let v = mb.b.ins().load(I64, MemFlagsData::trusted(), p, 0);
+        let sum = mb.b.ins().iadd(r, v);
+        mb.b.ins().return_(&[sum]);
+        Ok(())
+    })
+    .unwrap();
+    jit.finalize().unwrap();
+    let entry = jit.entry(f);
+    {
+        // Entry check, triple, yield: three call sites.
+        let table = gstack::functab::read();
+        assert_eq!(table.find(entry + 1).unwrap().call_sites().len(), 3);
+    }
+    let out = Arc::new(Mutex::new(None));
+    let o = out.clone();
+    runtime(4096).run(move || {
+        let h = Builder::new().spawn_managed(entry, &[7]).unwrap();
+        while h.result().is_none() {
+            gstack::yield_now();
+        }
+        *o.lock().unwrap() = h.result();
+    });
+    assert_eq!(*out.lock().unwrap(), Some(61));
 }

@@ -116,7 +116,7 @@ fn an_imprecise_frame_is_reported_by_the_walk() {
     let o = out.clone();
     rt_with(4096, DebugFlags::default()).run(move || {
         let h = Builder::new()
-            .spawn_managed(addr(gs_test_calls_imprecise), &[])
+            .spawn_managed(addr(gs_test_calls_imprecise), &[1])
             .unwrap();
         gstack::yield_now();
         *o.lock().unwrap() = Some((
@@ -150,11 +150,11 @@ fn spawn_managed_refuses_unregistered_code_and_too_many_args() {
             .unwrap_err();
         assert_eq!(e, gstack::SpawnError::NotManaged(addr(gs_test_imprecise)));
         let e = Builder::new()
-            .spawn_managed(addr(gs_test_rec), &[1, 2, 3, 4, 5, 6, 7])
+            .spawn_managed(addr(gs_test_rec), &[1, 2, 3, 4, 5, 6])
             .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "7 arguments: a managed goroutine takes at most 6 after g"
+            "6 arguments: a managed goroutine takes at most 5 after g"
         );
         // Not a function start: inside gs_test_rec.
         assert!(Builder::new()
@@ -390,7 +390,7 @@ fn copystack_refuses_a_stack_with_an_imprecise_frame() {
         rt_with(2048, DebugFlags::default()).run(|| {
             Builder::new()
                 .force_move(true)
-                .spawn_managed(addr(gs_test_calls_imprecise), &[])
+                .spawn_managed(addr(gs_test_calls_imprecise), &[1])
                 .unwrap();
         });
         return;

@@ -166,14 +166,20 @@ pub unsafe fn copystack(sched: &Sched, g: *mut G, newsize: usize) {
     }
     sched.note_copy(used, newsize);
 
-    // 6. Free the old stack (poisoned by the pool under stackpoison).
-    // SAFETY: `old` came from stackalloc on this pool and nothing refers
-    // to it any more: every pointer into it was adjusted above.
+    // 6. Free the old stack (poisoned by the pool under stackpoison) —
+    // or, during a scan cycle, queue it to be freed when the cycle ends
+    // (seed 002): a scanner may still read through a pointer into it.
+    if sched.delay_free(old) {
+        return;
+    }
+    // SAFETY: on the system stack, single owner of this M's P.
     let p = unsafe { sched.p() };
     let cache = if sched.config.debug.stacknocache {
         None
     } else {
         Some(&mut p.cache)
     };
+    // SAFETY: `old` came from stackalloc on this pool and nothing refers
+    // to it any more: every pointer into it was adjusted above.
     unsafe { stackfree(&sched.pool, cache, old) };
 }

@@ -3,8 +3,8 @@
 //! The check (`SP < g.stackguard0`) fails for three reasons, told apart by
 //! the guard's value:
 //! - `STACK_PREEMPT`: someone asked this goroutine to stop at its next
-//!   synchronous safe point.  Do the pending work (for now: yield) and
-//!   resume without growing.
+//!   synchronous safe point.  Do the pending work (a pending shrink; a
+//!   yield if one was requested) and resume without growing.
 //! - `STACK_FORCE_MOVE`: tests (or `GSDEBUG=stackforcemove=1`) move the
 //!   stack at every call: move it to a new one of the same size (or grow,
 //!   if it is really short of room).
@@ -14,6 +14,7 @@
 use crate::fatal::{fatal, write_stderr};
 use crate::functab;
 use crate::g::{GKind, Status, G, STACK_FORCE_MOVE, STACK_GUARD, STACK_PREEMPT};
+use crate::guards::safe_point_work;
 use crate::sched::gs_park_yield;
 use crate::stack::copy::copystack;
 use crate::trampoline::gs_gogo;
@@ -37,12 +38,31 @@ pub extern "C" fn gs_newstack(g: *mut G) -> ! {
                 if gr.kind == GKind::Native { "native" } else { "system" }
             ));
         }
+        if gr.status() == Status::Syscall {
+            fatal(&format!(
+                "goroutine {}: stack growth not allowed in system call",
+                gr.id
+            ));
+        }
         let guard = gr.stackguard0.load(Ordering::Relaxed);
         if guard == STACK_PREEMPT {
             // A synchronous safe point: every frame is at a call site with a
-            // map.  Restore the guard and do the pending work.
+            // map.  Restore the guard, do the pending work, and yield if
+            // asked to.  The function continues without growing: its frame
+            // fits in the guard, and its callees check again.
             sched.install_guard(gr);
-            gs_park_yield(g);
+            safe_point_work(g);
+            if gr.preempt {
+                gr.preempt = false;
+                gs_park_yield(g);
+            }
+            gs_gogo(&gr.sched);
+        }
+        if gr.pins != 0 {
+            fatal(&format!(
+                "goroutine {}: stack growth of a pinned goroutine ({} pins)",
+                gr.id, gr.pins
+            ));
         }
 
         let old_size = gr.stack_size();

@@ -30,6 +30,8 @@ use std::fmt;
 mod cache;
 pub(crate) mod copy;
 pub(crate) mod grow;
+pub(crate) mod shrink;
+pub use shrink::shrink_wanted;
 mod pool;
 mod sys;
 

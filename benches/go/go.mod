@@ -1,0 +1,3 @@
+module gstackbench
+
+go 1.19

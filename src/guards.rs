@@ -1,0 +1,140 @@
+//! The guards around foreign code and pinned stacks: system calls
+//! (`gs_entersyscall` / `gs_exitsyscall`), libcalls (`gs_libcall`) and pins
+//! (`gs_pin` / `gs_unpin`), all callable from managed code.
+//!
+//! While one of them is in force the goroutine's stack must not move:
+//! foreign code may hold addresses of it as plain integers.  A scan then
+//! starts at the recorded frame (the managed caller's SP, PC and FP),
+//! reports its roots, and leaves a *pending shrink* that the next
+//! synchronous safe point carries out (seed 000).  Growth meanwhile is a
+//! fatal error with a message saying which guard forbade it.
+
+use crate::fatal::fatal;
+use crate::g::{Status, G, STACK_PREEMPT};
+use crate::stack::shrink::shrinkstack;
+use crate::trampoline::gs_gogo;
+use core::sync::atomic::Ordering;
+
+/// mcall target of `gs_exitsyscall`: on g0 with the caller's context
+/// saved.  Checks the syscall frame is still where it was, clears the
+/// record, and carries out a pending shrink before resuming the caller.
+#[no_mangle]
+pub extern "C" fn gs_exitsyscall0(g: *mut G) -> ! {
+    // SAFETY: mcall passes the running goroutine of this M, stopped at
+    // g.sched; on g0 we own it until we resume it.
+    unsafe {
+        let gr = &mut *g;
+        let sched = &*(*gr.m).sched;
+        if gr.syscallsp == 0 || gr.status() != Status::Syscall {
+            fatal(&format!(
+                "goroutine {}: exitsyscall without entersyscall",
+                gr.id
+            ));
+        }
+        if gr.sched.sp > gr.syscallsp {
+            fatal(&format!(
+                "goroutine {}: exitsyscall: SP {:#x} moved above the syscall frame {:#x}",
+                gr.id, gr.sched.sp, gr.syscallsp
+            ));
+        }
+        gr.syscallsp = 0;
+        gr.syscallpc = 0;
+        gr.syscallfp = 0;
+        gr.set_status(Status::Running);
+        sched.install_guard(gr);
+        safe_point_work(g);
+        gs_gogo(&gr.sched)
+    }
+}
+
+/// Called by gs_libcall on g0 after the foreign function returned, before
+/// switching back to the goroutine's stack.
+#[no_mangle]
+pub extern "C" fn gs_libcall_done(g: *mut G) {
+    // SAFETY: gs_libcall passes the goroutine it runs for; the goroutine
+    // is stopped in gs_libcall's frame while we are on g0.
+    unsafe {
+        let gr = &mut *g;
+        let sched = &*(*gr.m).sched;
+        gr.libcallsp = 0;
+        gr.libcallpc = 0;
+        gr.libcallfp = 0;
+        sched.install_guard(gr);
+        if gr.preempt_shrink || gr.preempt {
+            // Keep the request for the next entry check: that is the
+            // synchronous safe point where the pending work happens.
+            gr.stackguard0.store(STACK_PREEMPT, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The work a synchronous safe point owes: a pending shrink.  (Yield
+/// requests are the caller's business.)  On g0, `g` stopped at g.sched.
+///
+/// # Safety
+/// `g` is this M's current goroutine, stopped, and we are on g0.
+pub(crate) unsafe fn safe_point_work(g: *mut G) {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        let gr = &mut *g;
+        if gr.preempt_shrink {
+            gr.preempt_shrink = false;
+            let sched = &*(*gr.m).sched;
+            let status = gr.status();
+            gr.set_status(Status::Copystack);
+            shrinkstack(sched, g);
+            gr.set_status(status);
+        }
+    }
+}
+
+/// Pin `g`'s stack: until the matching unpin it never moves (a shrink is
+/// left pending; growth is a fatal error).  Counted.  Callable from
+/// managed code; runs no switch.
+#[no_mangle]
+pub extern "C" fn gs_pin(g: *mut G) {
+    // SAFETY: managed code passes its own G.
+    unsafe { (*g).pins += 1 }
+}
+
+/// Undo one gs_pin.  Unpinning an unpinned goroutine is a fatal error.
+#[no_mangle]
+pub extern "C" fn gs_unpin(g: *mut G) {
+    // SAFETY: managed code passes its own G.
+    unsafe {
+        if (*g).pins == 0 {
+            fatal(&format!(
+                "goroutine {}: unpin of an unpinned goroutine",
+                (*g).id
+            ));
+        }
+        (*g).pins -= 1;
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn gs_fatal_entersyscall_sp(g: *mut G) -> ! {
+    // SAFETY: managed code passes its own, live G.
+    let id = unsafe { (*g).id };
+    fatal(&format!(
+        "goroutine {id}: entersyscall: SP is not inside the goroutine's stack"
+    ))
+}
+
+#[no_mangle]
+pub extern "C" fn gs_fatal_libcall_stack(g: *mut G) -> ! {
+    // SAFETY: managed code passes its own, live G.
+    let id = unsafe { (*g).id };
+    fatal(&format!(
+        "goroutine {id}: libcall called off the goroutine's stack (a libcall from inside a libcall?)"
+    ))
+}
+
+#[no_mangle]
+pub extern "C" fn gs_fatal_morestack_in_libcall(g: *mut G) -> ! {
+    // SAFETY: managed code passes its own, live G.
+    let id = unsafe { (*g).id };
+    fatal(&format!(
+        "goroutine {id}: stack growth not allowed during a libcall (managed code called back from foreign code)"
+    ))
+}
