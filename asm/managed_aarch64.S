@@ -247,7 +247,8 @@ GS_FUNC gs_test_scenario, 48
         cmp     x9, x10
         b.ne    1f
         ldr     x9, [sp]
-        cmp     x9, #0x5eed
+        mov     x10, #0x5eed
+        cmp     x9, x10
         b.ne    1f
         mov     x0, #1
 1:      GS_EPILOGUE
