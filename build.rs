@@ -20,6 +20,8 @@ const REQUIRED: &[&str] = &[
     "GS_G_STATUS",
     "GS_G_SYSCALLSP",
     "GS_G_LIBCALLSP",
+    "GS_G_PARKARGS",
+    "GS_G_PARKRESULT",
     "GS_M_G0",
     "GS_M_CURG",
     "GS_STACK_PREEMPT",

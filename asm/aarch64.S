@@ -34,7 +34,7 @@
  * M fields used: g0 0.  The Rust side asserts all of these at compile time.
  */
 
-#include "../include/gstack_abi.h"
+#include "../include/gstack_asm.h"
 
 #define BTI_C hint #34
 
@@ -440,6 +440,34 @@ gs_asm_funcs_bounds:
         ret
         .cfi_endproc
         .size   gs_asm_funcs_bounds, . - gs_asm_funcs_bounds
+
+
+/*
+ * Channel operations for managed code: see asm/x86_64.S.  Each stub is a
+ * managed function (its frame is precise while the goroutine waits).
+ *
+ *   stub frame:  | x29, x30 | g | pad |  (16 bytes of locals)
+ */
+.macro PARK_STUB name, op
+GS_FUNC \name, 16
+        GS_PROLOGUE
+        str     x0, [sp]
+        str     x1, [x0, #GS_G_PARKARGS]
+        str     x2, [x0, #(GS_G_PARKARGS + 8)]
+        str     x3, [x0, #(GS_G_PARKARGS + 16)]
+        adrp    x1, :got:\op
+        ldr     x1, [x1, #:got_lo12:\op]
+        GS_CALL gs_mcall, 0
+        ldr     x9, [sp]
+        ldr     x0, [x9, #GS_G_PARKRESULT]
+        ldr     x1, [x9, #GS_G_PARKOK]
+        GS_EPILOGUE
+GS_FUNC_END \name
+.endm
+
+        PARK_STUB gs_chansend, gs_chansend0
+        PARK_STUB gs_chanrecv, gs_chanrecv0
+        PARK_STUB gs_select, gs_select0
 
 /*
  * u64 gs_test_callee_saved(void (*fn)(void *), void *arg, u64 seed)

@@ -254,6 +254,118 @@ GS_FUNC gs_test_scenario, 48
 1:      GS_EPILOGUE
 GS_FUNC_END gs_test_scenario
 
+/* Channel loops for the seed-001 tests: see asm/managed_x86_64.S for the
+   contracts and frames (identical here). */
+GS_FUNC gs_test_chan_recv, 48
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        str     xzr, [sp]
+        str     x0, [sp, #8]
+        str     x2, [sp, #16]
+        str     x3, [sp, #24]
+        str     xzr, [sp, #32]
+        str     xzr, [sp, #40]
+        mov     x2, #0
+        GS_CALL gs_test_plain, 0
+1:      ldr     x9, [sp, #24]
+        cbz     x9, 2f
+        ldr     x0, [sp, #8]
+        ldr     x1, [sp, #16]
+        mov     x2, sp
+        GS_CALL gs_chanrecv, 0
+        cbz     x0, 2f
+        ldr     x9, [sp, #40]
+        add     x9, x9, #1
+        str     x9, [sp, #40]
+        ldr     x10, [sp]
+        mul     x10, x10, x9
+        ldr     x11, [sp, #32]
+        add     x11, x11, x10
+        str     x11, [sp, #32]
+        ldr     x9, [sp, #24]
+        sub     x9, x9, #1
+        str     x9, [sp, #24]
+        b       1b
+2:      ldr     x0, [sp, #32]
+        GS_EPILOGUE
+GS_FUNC_END gs_test_chan_recv
+
+GS_FUNC gs_test_chan_send, 32
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        str     xzr, [sp]
+        str     x0, [sp, #8]
+        str     x2, [sp, #16]
+        str     x3, [sp, #24]
+        mov     x2, #0
+        GS_CALL gs_test_plain, 0
+1:      ldr     x9, [sp]
+        ldr     x10, [sp, #24]
+        cmp     x9, x10
+        b.eq    2f
+        add     x9, x9, #1
+        str     x9, [sp]
+        ldr     x0, [sp, #8]
+        ldr     x1, [sp, #16]
+        mov     x2, sp
+        GS_CALL gs_chansend, 0
+        b       1b
+2:      ldr     x0, [sp]
+        GS_EPILOGUE
+GS_FUNC_END gs_test_chan_send
+
+GS_FUNC gs_test_chan_select, 112
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        mov     x9, #1
+        stp     xzr, xzr, [sp]
+        str     x2, [sp, #16]
+        str     x9, [sp, #24]
+        mov     x10, sp
+        str     x10, [sp, #32]
+        str     x3, [sp, #40]
+        str     x9, [sp, #48]
+        add     x10, sp, #8
+        str     x10, [sp, #56]
+        str     x0, [sp, #64]
+        str     x4, [sp, #72]
+        stp     xzr, xzr, [sp, #80]
+        str     xzr, [sp, #96]
+        mov     x2, #0
+        GS_CALL gs_test_plain, 0x90
+1:      ldr     x9, [sp, #72]
+        cbz     x9, 4f
+        ldr     x0, [sp, #64]
+        add     x1, sp, #16
+        mov     x2, #2
+        mov     x3, #1
+        GS_CALL gs_select, 0x90
+        cbz     x1, 4f
+        ldr     x9, [sp, #72]
+        sub     x9, x9, #1
+        str     x9, [sp, #72]
+        cbnz    x0, 2f
+        ldr     x9, [sp]
+        ldr     x10, [sp, #88]
+        cmp     x9, x10
+        b.ls    5f
+        str     x9, [sp, #88]
+        b       3f
+2:      ldr     x9, [sp, #8]
+        ldr     x10, [sp, #96]
+        cmp     x9, x10
+        b.ls    5f
+        str     x9, [sp, #96]
+3:      ldr     x10, [sp, #80]
+        add     x10, x10, x9
+        str     x10, [sp, #80]
+        b       1b
+4:      ldr     x0, [sp, #80]
+        GS_EPILOGUE
+5:      mov     x0, #-1
+        GS_EPILOGUE
+GS_FUNC_END gs_test_chan_select
+
 GS_FUNC gs_test_leaf, 16
         GS_PROLOGUE
         GS_ENTRY_CHECK 0

@@ -286,6 +286,122 @@ GS_FUNC gs_test_scenario, 48
 1:      GS_EPILOGUE
 GS_FUNC_END gs_test_scenario
 
+/*
+ * Channel loops for the seed-001 tests: each first grows its stack with
+ * gs_test_plain(g, depth, 0) (so a scan can shrink it while it waits),
+ * then works on channels with its elements in its own frame.
+ *
+ * gs_test_chan_recv(g, depth, chan, count) -> sum of value * i (i = 1..)
+ *   [0] slot (receive here)  [8] g  [16] chan  [24] left  [32] sum  [40] i
+ * gs_test_chan_send(g, depth, chan, count) -> count: sends 1..=count
+ *   [0] value (sent from here)  [8] g  [16] chan  [24] left
+ * gs_test_chan_select(g, depth, a, b, count) -> sum, or -1 if a channel's
+ *   values came out of order.  Receives `count` values from a or b with a
+ *   select whose cases live in the frame (a may equal b):
+ *   [0] slot a  [8] slot b  [16] case0 {a, RECV, &[0]}  [40] case1 {b,
+ *   RECV, &[8]}  [64] g  [72] left  [80] sum  [88] last a  [96] last b
+ *   The cases' elem words (4 and 7) point into the frame: mapped.
+ */
+GS_FUNC gs_test_chan_recv, 48
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        mov     qword ptr [rsp], 0
+        mov     [rsp + 8], rdi
+        mov     [rsp + 16], rdx
+        mov     [rsp + 24], rcx
+        mov     qword ptr [rsp + 32], 0
+        mov     qword ptr [rsp + 40], 0
+        xor     edx, edx
+        GS_CALL gs_test_plain, 0
+1:      cmp     qword ptr [rsp + 24], 0
+        je      2f
+        mov     rdi, [rsp + 8]
+        mov     rsi, [rsp + 16]
+        lea     rdx, [rsp]
+        GS_CALL gs_chanrecv, 0
+        test    rax, rax
+        jz      2f
+        inc     qword ptr [rsp + 40]
+        mov     rax, [rsp]
+        imul    rax, [rsp + 40]
+        add     [rsp + 32], rax
+        dec     qword ptr [rsp + 24]
+        jmp     1b
+2:      mov     rax, [rsp + 32]
+        GS_EPILOGUE
+GS_FUNC_END gs_test_chan_recv
+
+GS_FUNC gs_test_chan_send, 32
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        mov     qword ptr [rsp], 0
+        mov     [rsp + 8], rdi
+        mov     [rsp + 16], rdx
+        mov     [rsp + 24], rcx
+        xor     edx, edx
+        GS_CALL gs_test_plain, 0
+1:      mov     rax, [rsp]
+        cmp     rax, [rsp + 24]
+        je      2f
+        inc     qword ptr [rsp]
+        mov     rdi, [rsp + 8]
+        mov     rsi, [rsp + 16]
+        lea     rdx, [rsp]
+        GS_CALL gs_chansend, 0
+        jmp     1b
+2:      mov     rax, [rsp]
+        GS_EPILOGUE
+GS_FUNC_END gs_test_chan_send
+
+GS_FUNC gs_test_chan_select, 112
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        mov     qword ptr [rsp], 0
+        mov     qword ptr [rsp + 8], 0
+        mov     [rsp + 16], rdx
+        mov     qword ptr [rsp + 24], 1
+        mov     [rsp + 32], rsp
+        mov     [rsp + 40], rcx
+        mov     qword ptr [rsp + 48], 1
+        lea     rax, [rsp + 8]
+        mov     [rsp + 56], rax
+        mov     [rsp + 64], rdi
+        mov     [rsp + 72], r8
+        mov     qword ptr [rsp + 80], 0
+        mov     qword ptr [rsp + 88], 0
+        mov     qword ptr [rsp + 96], 0
+        xor     edx, edx
+        GS_CALL gs_test_plain, 0x90
+1:      cmp     qword ptr [rsp + 72], 0
+        je      4f
+        mov     rdi, [rsp + 64]
+        lea     rsi, [rsp + 16]
+        mov     edx, 2
+        mov     ecx, 1
+        GS_CALL gs_select, 0x90
+        test    rdx, rdx
+        jz      4f
+        dec     qword ptr [rsp + 72]
+        test    rax, rax
+        jnz     2f
+        mov     rax, [rsp]
+        cmp     rax, [rsp + 88]
+        jbe     5f
+        mov     [rsp + 88], rax
+        add     [rsp + 80], rax
+        jmp     1b
+2:      mov     rax, [rsp + 8]
+        cmp     rax, [rsp + 96]
+        jbe     5f
+        mov     [rsp + 96], rax
+        add     [rsp + 80], rax
+        jmp     1b
+4:      mov     rax, [rsp + 80]
+        GS_EPILOGUE
+5:      mov     rax, -1
+        GS_EPILOGUE
+GS_FUNC_END gs_test_chan_select
+
 GS_FUNC gs_test_leaf, 16
         GS_PROLOGUE
         GS_ENTRY_CHECK 0

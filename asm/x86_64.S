@@ -39,7 +39,7 @@
  *   gs_fatal_morestack_on_g0(g) fatal error; never returns
  */
 
-#include "../include/gstack_abi.h"
+#include "../include/gstack_asm.h"
 
         .text
         .intel_syntax noprefix
@@ -464,6 +464,43 @@ gs_asm_funcs_bounds:
         ret
         .cfi_endproc
         .size   gs_asm_funcs_bounds, . - gs_asm_funcs_bounds
+
+
+/*
+ * Channel operations for managed code.  Each stub is itself a managed
+ * function (declared with the macros of gstack_asm.h, so its frame is
+ * precise while the goroutine waits): it stores its arguments in
+ * g->park_args, switches to g0 through gs_mcall where the operation runs
+ * (parking the goroutine if it must wait), and when the goroutine resumes
+ * returns g->park_result (and g->park_ok in rdx).
+ *
+ *   usize gs_chansend(G *g, RawChan *c, const void *elem)  0 sent, 1 closed
+ *   usize gs_chanrecv(G *g, RawChan *c, void *elem)        1 received, 0 closed and empty
+ *   {usize, usize} gs_select(G *g, SelectCase *cases, usize n, usize block)
+ *        (case index or usize::MAX for the default or usize::MAX-1 for a send
+ *         on a closed channel, recv ok)
+ *
+ *   stub frame:  | ret into caller | caller's rbp | g | pad |  (16 bytes)
+ */
+.macro PARK_STUB name, op
+GS_FUNC \name, 16
+        GS_PROLOGUE
+        mov     [rsp], rdi
+        mov     [rdi + GS_G_PARKARGS], rsi
+        mov     [rdi + GS_G_PARKARGS + 8], rdx
+        mov     [rdi + GS_G_PARKARGS + 16], rcx
+        mov     rsi, [rip + \op@GOTPCREL]
+        GS_CALL gs_mcall, 0
+        mov     rdi, [rsp]
+        mov     rax, [rdi + GS_G_PARKRESULT]
+        mov     rdx, [rdi + GS_G_PARKOK]
+        GS_EPILOGUE
+GS_FUNC_END \name
+.endm
+
+        PARK_STUB gs_chansend, gs_chansend0
+        PARK_STUB gs_chanrecv, gs_chanrecv0
+        PARK_STUB gs_select, gs_select0
 
 /*
  * u64 gs_test_callee_saved(void (*fn)(void *), void *arg, u64 seed)

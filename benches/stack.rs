@@ -52,13 +52,17 @@ fn rec_sum(d: usize) -> usize {
     3 * d * (d + 1) / 2 + d + 1
 }
 
-/// Run `body(iters)` as the main goroutine of a fresh runtime (default
-/// config, no debug modes) and return the time it measured.
+/// Run `body(iters)` as the main goroutine of a fresh runtime and return
+/// the time it measured.  Default config except: no debug modes, and no
+/// automatic scan cycle (`gc_percent: 0`), which would shrink the presized
+/// stacks and add its own work to the growth figures (a Go benchmark that
+/// does not allocate never runs a GC either).
 fn in_goroutine(iters: u64, body: impl FnOnce(u64) -> Duration + Send + 'static) -> Duration {
     let out = Arc::new(Mutex::new(Duration::ZERO));
     let o = out.clone();
     Runtime::new(Config {
         debug: DebugFlags::default(),
+        gc_percent: 0,
         ..Config::default()
     })
     .run(move || *o.lock().unwrap() = body(iters));
@@ -176,13 +180,22 @@ fn grow(c: &mut Criterion) {
                 let stack = presized.then(|| rec.presize(depth));
                 g.bench_function(id, |b| {
                     b.iter_custom(|iters| {
+                        let name = full.clone();
                         let d = in_goroutine(iters, move |n| {
                             rec.run_once(depth, stack); // untimed: fill the pool
+                            let copies = gstack::stats().unwrap().stack_copies;
                             let mut total = Duration::ZERO;
                             for _ in 0..n {
                                 let t = Instant::now();
                                 rec.run_once(depth, stack);
                                 total += t.elapsed();
+                            }
+                            let copies = gstack::stats().unwrap().stack_copies - copies;
+                            // Presized: not one copy; grown: one per doubling.
+                            if presized {
+                                assert_eq!(copies, 0, "{name}: the presized stack moved");
+                            } else {
+                                assert!(copies >= n, "{name}: {copies} copies in {n} runs");
                             }
                             total
                         });

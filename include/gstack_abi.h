@@ -62,6 +62,9 @@
 #define GS_G_LIBCALLSP     208 /* where managed code entered a libcall: sp, pc, fp */
 #define GS_G_LIBCALLPC     216
 #define GS_G_LIBCALLFP     224
+#define GS_G_PARKARGS      232 /* usize[4]: arguments of a parking operation */
+#define GS_G_PARKRESULT    264 /* usize: its result                          */
+#define GS_G_PARKOK        272 /* usize: its second result (recv ok)         */
 
 #elif defined(__aarch64__)
 /* ---- struct Context, aarch64 (AAPCS64) ------------------------------ */
@@ -88,6 +91,9 @@
 #define GS_G_LIBCALLSP     304 /* where managed code entered a libcall: sp, pc, fp */
 #define GS_G_LIBCALLPC     312
 #define GS_G_LIBCALLFP     320
+#define GS_G_PARKARGS      328 /* usize[4]: arguments of a parking operation */
+#define GS_G_PARKRESULT    360 /* usize: its result                          */
+#define GS_G_PARKOK        368 /* usize: its second result (recv ok)         */
 
 #else
 #error "gstack supports x86_64 and aarch64 only"

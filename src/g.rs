@@ -120,6 +120,12 @@ pub struct G {
     pub libcallsp: usize,
     pub libcallpc: usize,
     pub libcallfp: usize,
+    /// Arguments of a parking operation (channel send/receive, select),
+    /// stored by its stub before switching to g0, and its results, read by
+    /// the stub when the goroutine resumes.
+    pub park_args: [usize; 4],
+    pub park_result: usize,
+    pub park_ok: usize,
 
     // ---- Rust only ----
     pub id: u64,
@@ -153,6 +159,15 @@ pub struct G {
     pub async_stopped: bool,
     /// While this goroutine waits for a scan cycle it asked for: the root
     /// visitor and where the report goes (both in its own frame).
+    /// This goroutine's sudogs while it waits on channels (linked through
+    /// `waitlink`, in lock order), and the one that woke it.
+    pub waiting: *mut crate::chan::Sudog,
+    pub param: *mut crate::chan::Sudog,
+    /// Woken from a channel wait: finish (dequeue the other cases of a
+    /// select, release sudogs) before it resumes.
+    pub chan_wake: bool,
+    /// A select's cases race to wake it: the first to CAS 0 -> 1 wins.
+    pub select_done: core::sync::atomic::AtomicU32,
     pub gc_request: Option<(
         Option<*mut dyn FnMut(&crate::scan::Root)>,
         *mut crate::scan::GcReport,
@@ -195,6 +210,9 @@ impl G {
             libcallsp: 0,
             libcallpc: 0,
             libcallfp: 0,
+            park_args: [0; 4],
+            park_result: 0,
+            park_ok: 0,
             id: 0,
             status: AtomicU32::new(Status::Idle as u32),
             kind,
@@ -210,6 +228,10 @@ impl G {
             preempt: false,
             parking_on_chan: false,
             async_stopped: false,
+            waiting: core::ptr::null_mut(),
+            param: core::ptr::null_mut(),
+            chan_wake: false,
+            select_done: core::sync::atomic::AtomicU32::new(0),
             gc_request: None,
         }
     }

@@ -119,10 +119,12 @@
 pub(crate) mod arch;
 
 mod abi;
+pub mod chan;
 #[cfg(feature = "cranelift")]
 pub mod cranelift;
 pub mod debug;
 mod fatal;
+pub mod ffi;
 pub mod functab;
 mod g;
 mod guards;

@@ -522,8 +522,9 @@ fn round_to_pages(size: usize) -> usize {
     size.div_ceil(page) * page
 }
 
-/// The status of a goroutine about to be resumed: Running — or Syscall
-/// when it resumes inside foreign code it entered with entersyscall.
+/// Make a goroutine ready to resume: finish a channel wake-up (off its
+/// own stack), and set its status: Running — or Syscall when it resumes
+/// inside foreign code it entered with entersyscall.
 ///
 /// # Safety
 /// `g` is live and about to be resumed by the caller.
@@ -531,6 +532,9 @@ fn round_to_pages(size: usize) -> usize {
 unsafe fn set_resumed(g: *mut G) {
     // SAFETY: the caller's guarantee.
     unsafe {
+        if (*g).chan_wake {
+            crate::chan::finish_wake(g);
+        }
         let s = if (*g).syscallsp != 0 {
             Status::Syscall
         } else {

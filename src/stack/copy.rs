@@ -88,26 +88,82 @@ pub unsafe fn copystack(sched: &Sched, g: *mut G, newsize: usize) {
     };
     let delta = new.hi.wrapping_sub(old.hi);
 
-    // 2. Copy the used part, keeping its distance from the top.
-    // SAFETY: [sp, old.hi) is the live part of the old stack; the new
-    // stack has at least `used` bytes below new.hi; they do not overlap.
+    // 2. Copy the used part, keeping its distance from the top.  A
+    // goroutine parked on channels has sudogs whose elements may point
+    // into its stack, and other threads may complete those operations —
+    // writing into the element — at any moment (seed 001).  So: lock every
+    // channel it waits on (each once), move the sudogs, copy the part of
+    // the stack that holds their elements, and unlock; then copy the rest.
+    // Pointer slots in that part are adjusted with compare-and-swap below,
+    // as a sender may write there again once the locks are released.
+    // SAFETY: g is stopped and ours; its sudog list is stable.
+    let chans = unsafe { crate::chan::waiting_chans(gr) };
+    let mut sghi = 0;
+    if !chans.is_empty() {
+        for &c in &chans {
+            // SAFETY: a waiting goroutine's channels are live.
+            unsafe { (*c).lock() };
+        }
+        // SAFETY: g is stopped and every channel it waits on is locked.
+        sghi = unsafe { crate::chan::adjust_sudogs(gr, old.lo, old.hi, delta) };
+        if sghi > sp {
+            // SAFETY: [sp, sghi) is live stack; the new stack has room.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    sp as *const u8,
+                    sp.wrapping_add(delta) as *mut u8,
+                    sghi - sp,
+                )
+            };
+        }
+        for &c in chans.iter().rev() {
+            // SAFETY: locked above.
+            unsafe { (*c).unlock() };
+        }
+    }
+    let copied_from = sghi.max(sp);
+    // SAFETY: [copied_from, old.hi) is the rest of the live part of the old
+    // stack; the new stack has room; they do not overlap.
     unsafe {
-        core::ptr::copy_nonoverlapping(sp as *const u8, (new.hi - used) as *mut u8, used);
+        core::ptr::copy_nonoverlapping(
+            copied_from as *const u8,
+            copied_from.wrapping_add(delta) as *mut u8,
+            old.hi - copied_from,
+        );
     }
 
     // 3. Adjust the frames: walk the old stack, write into the new one.
     //
     // Adjust the copy of the word at `old_addr` if it points into the old
-    // stack; return the value it had.
+    // stack; return the value it had.  Below sghi, a sender may be
+    // writing the same word: compare-and-swap, retrying with what it wrote.
     let adjust = |old_addr: usize| -> usize {
+        let new_addr = old_addr.wrapping_add(delta);
         // SAFETY: old_addr is a slot or record of a frame of the used part
         // (the walker checks every FP lies in [sp, old.hi)); its copy is
-        // at the same offset in the new stack.
+        // at the same offset in the new stack, 8-aligned.
         unsafe {
-            let new_addr = old_addr.wrapping_add(delta) as *mut usize;
-            let v = *new_addr;
+            if old_addr < sghi {
+                let w = &*(new_addr as *const core::sync::atomic::AtomicUsize);
+                let mut v = w.load(Ordering::Relaxed);
+                loop {
+                    if v < old.lo || v >= old.hi {
+                        return v;
+                    }
+                    match w.compare_exchange(
+                        v,
+                        v.wrapping_add(delta),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => return v,
+                        Err(now) => v = now,
+                    }
+                }
+            }
+            let v = *(new_addr as *const usize);
             if v >= old.lo && v < old.hi {
-                *new_addr = v.wrapping_add(delta);
+                *(new_addr as *mut usize) = v.wrapping_add(delta);
             }
             v
         }

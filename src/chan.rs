@@ -1,0 +1,938 @@
+//! Channels and select, whose waiters point into their own stacks.
+//!
+//! A goroutine that must wait on a channel enqueues a *sudog* whose `elem`
+//! points at the value to send or the slot to receive into — usually a
+//! word of its own stack (managed code passes stack slots).  Whoever
+//! completes the operation copies straight into or out of that word.  So
+//! when a waiting goroutine's stack moves, its sudogs move with it
+//! (`adjust_sudogs`), under the locks of every channel it waits on, so that
+//! no sender writes into the old stack meanwhile (seed 001).
+//!
+//! Every blocking operation runs on the system stack: the caller's context
+//! is saved (`gs_mcall` from Rust, or the registered stubs `gs_chansend`,
+//! `gs_chanrecv`, `gs_select` from managed code) with its arguments in
+//! `g.park_args`; the operation completes at once, or parks the goroutine.
+//! A goroutine that was woken finishes on the system stack just before it
+//! resumes (`finish_wake`): a select dequeues its other cases there.
+//! Results go back in `g.park_result` / `g.park_ok`.
+//!
+//! Lock order: channels are locked in address order (a select, and a shrink
+//! that locks every channel a goroutine waits on, each channel once even
+//! when a select names it twice).
+
+use crate::fatal::fatal;
+use crate::g::{Status, G};
+use crate::m;
+use crate::sched::{self, Sched};
+use crate::trampoline::{gs_gogo, mcall};
+use core::cell::UnsafeCell;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Results in `g.park_result`.
+const SEND_OK: usize = 0;
+const SEND_CLOSED: usize = 1;
+const RECV_OK: usize = 1;
+const RECV_CLOSED: usize = 0;
+/// select: the default case was taken / a send case found its channel
+/// closed.
+pub const SELECT_DEFAULT: usize = usize::MAX;
+pub const SELECT_SEND_CLOSED: usize = usize::MAX - 1;
+
+/// Why a channel operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChanError {
+    /// Send on a closed channel, or close of a closed channel.
+    Closed,
+    /// Not called from a goroutine of a running runtime.
+    NotInGoroutine,
+    /// A select with no cases and no default would block forever.
+    EmptySelect,
+}
+
+impl std::fmt::Display for ChanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ChanError::Closed => "channel is closed",
+            ChanError::NotInGoroutine => "not on a goroutine of a running gstack runtime",
+            ChanError::EmptySelect => "select with no cases would block forever",
+        })
+    }
+}
+
+impl std::error::Error for ChanError {}
+
+/// A waiter: one goroutine on one channel's queue.
+pub struct Sudog {
+    pub(crate) g: *mut G,
+    /// The value to send / the slot to receive into (often in g's stack).
+    pub(crate) elem: *mut u8,
+    pub(crate) chan: *const RawChan,
+    next: *mut Sudog,
+    prev: *mut Sudog,
+    /// Next sudog of the same goroutine (a select has one per case).
+    pub(crate) waitlink: *mut Sudog,
+    is_select: bool,
+    /// Waiting to send (else to receive).
+    is_send: bool,
+    /// Completed by a partner (false: woken by close).
+    success: bool,
+    case: usize,
+}
+
+impl Sudog {
+    fn new(
+        g: *mut G,
+        elem: *mut u8,
+        chan: *const RawChan,
+        is_send: bool,
+        is_select: bool,
+        case: usize,
+    ) -> *mut Sudog {
+        Box::into_raw(Box::new(Sudog {
+            g,
+            elem,
+            chan,
+            next: ptr::null_mut(),
+            prev: ptr::null_mut(),
+            waitlink: ptr::null_mut(),
+            is_select,
+            is_send,
+            success: false,
+            case,
+        }))
+    }
+}
+
+/// A FIFO of sudogs.
+struct WaitQ {
+    first: *mut Sudog,
+    last: *mut Sudog,
+}
+
+impl WaitQ {
+    const fn new() -> WaitQ {
+        WaitQ {
+            first: ptr::null_mut(),
+            last: ptr::null_mut(),
+        }
+    }
+
+    /// # Safety
+    /// `s` is a live sudog on no queue; the channel is locked.
+    unsafe fn enqueue(&mut self, s: *mut Sudog) {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            (*s).next = ptr::null_mut();
+            (*s).prev = self.last;
+            if self.last.is_null() {
+                self.first = s;
+            } else {
+                (*self.last).next = s;
+            }
+            self.last = s;
+        }
+    }
+
+    /// Remove `s` (which must be on this queue).
+    ///
+    /// # Safety
+    /// The channel is locked; `s` is on this queue.
+    unsafe fn remove(&mut self, s: *mut Sudog) {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            let (p, n) = ((*s).prev, (*s).next);
+            if p.is_null() {
+                self.first = n;
+            } else {
+                (*p).next = n;
+            }
+            if n.is_null() {
+                self.last = p;
+            } else {
+                (*n).prev = p;
+            }
+            (*s).next = ptr::null_mut();
+            (*s).prev = ptr::null_mut();
+        }
+    }
+
+    /// Take the first waiter that can still be woken: a select's sudog
+    /// whose goroutine another case already won is skipped (and left for
+    /// that goroutine to dequeue).
+    ///
+    /// # Safety
+    /// The channel is locked.
+    unsafe fn dequeue(&mut self) -> Option<*mut Sudog> {
+        // SAFETY: the caller holds the lock; queued sudogs are live.
+        unsafe {
+            let mut s = self.first;
+            while !s.is_null() {
+                let next = (*s).next;
+                if (*s).is_select
+                    && (*(*s).g)
+                        .select_done
+                        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+                        .is_err()
+                {
+                    s = next;
+                    continue;
+                }
+                self.remove(s);
+                return Some(s);
+            }
+            None
+        }
+    }
+}
+
+struct Inner {
+    buf: Vec<u8>,
+    recvx: usize,
+    sendx: usize,
+    qcount: usize,
+    closed: bool,
+    recvq: WaitQ,
+    sendq: WaitQ,
+}
+
+/// An untyped channel of fixed-size elements (the C ABI and managed code
+/// use it directly; [`Chan`] is the typed Rust face).
+pub struct RawChan {
+    locked: AtomicBool,
+    elem_size: usize,
+    cap: usize,
+    inner: UnsafeCell<Inner>,
+}
+
+// SAFETY: `inner` is only touched with `locked` held (lock/unlock below).
+unsafe impl Send for RawChan {}
+unsafe impl Sync for RawChan {}
+
+impl RawChan {
+    /// A channel of `cap` buffered elements (0 = unbuffered) of `elem_size`
+    /// bytes each.
+    pub fn new(elem_size: usize, cap: usize) -> Arc<RawChan> {
+        Arc::new(RawChan {
+            locked: AtomicBool::new(false),
+            elem_size,
+            cap,
+            inner: UnsafeCell::new(Inner {
+                buf: vec![0u8; elem_size * cap],
+                recvx: 0,
+                sendx: 0,
+                qcount: 0,
+                closed: false,
+                recvq: WaitQ::new(),
+                sendq: WaitQ::new(),
+            }),
+        })
+    }
+
+    pub fn elem_size(&self) -> usize {
+        self.elem_size
+    }
+
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Buffered elements now.
+    pub fn len(&self) -> usize {
+        self.lock();
+        // SAFETY: locked.
+        let n = unsafe { (*self.inner.get()).qcount };
+        self.unlock();
+        n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Spin for the lock: it is held only for a few copies and queue
+    /// updates, never across a switch.
+    pub(crate) fn lock(&self) {
+        let mut spins = 0u32;
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            spins += 1;
+            if spins < 64 {
+                core::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    pub(crate) fn unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+
+    /// # Safety
+    /// Locked by the caller.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn inner(&self) -> &mut Inner {
+        // SAFETY: the caller holds the lock.
+        unsafe { &mut *self.inner.get() }
+    }
+
+    /// Copy one element.
+    ///
+    /// # Safety
+    /// Both point at `elem_size` valid bytes (either may be null when the
+    /// size is 0).
+    unsafe fn copy(&self, from: *const u8, to: *mut u8) {
+        if self.elem_size != 0 && !to.is_null() {
+            // SAFETY: the caller's guarantee.
+            unsafe { ptr::copy(from, to, self.elem_size) }
+        }
+    }
+
+    unsafe fn zero(&self, to: *mut u8) {
+        if self.elem_size != 0 && !to.is_null() {
+            // SAFETY: the caller guarantees `to` has elem_size bytes.
+            unsafe { ptr::write_bytes(to, 0, self.elem_size) }
+        }
+    }
+
+    /// Send the `elem_size` bytes at `elem`; waits until a receiver or
+    /// buffer space takes them.  Must be called from a goroutine.
+    ///
+    /// # Safety
+    /// `elem` points at `elem_size` readable bytes, valid until it returns.
+    pub unsafe fn send(&self, elem: *const u8) -> Result<(), ChanError> {
+        let g = m::current_g();
+        if g.is_null() {
+            return Err(ChanError::NotInGoroutine);
+        }
+        // SAFETY: g is this thread's running goroutine, on its stack.
+        unsafe {
+            (*g).park_args = [self as *const RawChan as usize, elem as usize, 0, 0];
+            mcall(g, gs_chansend0);
+            if (*g).park_result == SEND_CLOSED {
+                return Err(ChanError::Closed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Receive into the `elem_size` bytes at `elem`; waits for a value.
+    /// Returns false when the channel is closed and empty (`elem` is then
+    /// zeroed).  `elem` may be null to discard the value.
+    ///
+    /// # Safety
+    /// `elem` is null or points at `elem_size` writable bytes, valid until
+    /// it returns.
+    pub unsafe fn recv(&self, elem: *mut u8) -> Result<bool, ChanError> {
+        let g = m::current_g();
+        if g.is_null() {
+            return Err(ChanError::NotInGoroutine);
+        }
+        // SAFETY: g is this thread's running goroutine, on its stack.
+        unsafe {
+            (*g).park_args = [self as *const RawChan as usize, elem as usize, 0, 0];
+            mcall(g, gs_chanrecv0);
+            Ok((*g).park_result == RECV_OK)
+        }
+    }
+
+    /// Close the channel: waiting receivers get "closed", waiting senders
+    /// fail with [`ChanError::Closed`].  Closing twice is an error.
+    pub fn close(&self) -> Result<(), ChanError> {
+        self.lock();
+        // SAFETY: locked; queued sudogs and their goroutines are live.
+        unsafe {
+            let c = self.inner();
+            if c.closed {
+                self.unlock();
+                return Err(ChanError::Closed);
+            }
+            c.closed = true;
+            let mut woken = Vec::new();
+            while let Some(s) = c.recvq.dequeue() {
+                self.zero((*s).elem);
+                (*s).success = false;
+                woken.push(s);
+            }
+            while let Some(s) = c.sendq.dequeue() {
+                (*s).success = false;
+                woken.push(s);
+            }
+            self.unlock();
+            for s in woken {
+                wake(s);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Readying a woken goroutine: who it is and which sudog won.
+///
+/// # Safety
+/// `s` was just dequeued (so its goroutine is parked on it and nobody
+/// else will wake it); called after the channel's lock is released or
+/// with it held (readying takes no channel lock).
+unsafe fn wake(s: *mut Sudog) {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        let g = (*s).g;
+        (*g).param = s;
+        (*g).chan_wake = true;
+        let sched = sched_of(g);
+        sched.ready(g);
+    }
+}
+
+fn sched_of(g: *mut G) -> &'static Sched {
+    // SAFETY: a parked goroutine's M pointer is its runtime's (single M
+    // per runtime today); the Sched outlives its goroutines.
+    unsafe { &*(*(*g).m).sched }
+}
+
+/// Park `g` (whose context is saved; we are on g0) with its sudogs queued;
+/// the channels in `locked` are released once it says Waiting.
+///
+/// # Safety
+/// On g0; `g` is this M's current goroutine; the channels are locked by us.
+unsafe fn park(g: *mut G, reason: &'static str, locked: &[*const RawChan]) -> ! {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        let gr = &mut *g;
+        gr.parking_on_chan = true;
+        gr.waitreason = reason;
+        gr.set_status(Status::Waiting);
+        for &c in locked {
+            (*c).unlock();
+        }
+        // From here on a scan may claim it: its sudogs are queued and the
+        // channels unlocked.
+        gr.parking_on_chan = false;
+        sched::schedule(gr.m)
+    }
+}
+
+/// Resume `g` at once with its result (the operation did not block).
+///
+/// # Safety
+/// On g0; `g` is this M's current goroutine, stopped at g.sched.
+unsafe fn resume(g: *mut G, result: usize, ok: usize) -> ! {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        (*g).park_result = result;
+        (*g).park_ok = ok;
+        (*g).park_args = [0; 4];
+        gs_gogo(&(*g).sched)
+    }
+}
+
+/// g0 half of a send: `g.park_args = [chan, elem]`.
+#[no_mangle]
+pub extern "C" fn gs_chansend0(g: *mut G) -> ! {
+    // SAFETY: mcall passes the running goroutine, stopped at g.sched; its
+    // park_args were set by the caller (Rust send or the managed stub).
+    unsafe {
+        let c = &*((*g).park_args[0] as *const RawChan);
+        let elem = (*g).park_args[1] as *mut u8;
+        c.lock();
+        let inner = c.inner();
+        if inner.closed {
+            c.unlock();
+            resume(g, SEND_CLOSED, 0);
+        }
+        if let Some(s) = inner.recvq.dequeue() {
+            // A receiver waits: copy straight into its slot.
+            c.copy(elem, (*s).elem);
+            (*s).success = true;
+            c.unlock();
+            wake(s);
+            resume(g, SEND_OK, 0);
+        }
+        if inner.qcount < c.cap {
+            let at = inner.buf.as_mut_ptr().add(inner.sendx * c.elem_size);
+            c.copy(elem, at);
+            inner.sendx = (inner.sendx + 1) % c.cap;
+            inner.qcount += 1;
+            c.unlock();
+            resume(g, SEND_OK, 0);
+        }
+        let s = Sudog::new(g, elem, c, true, false, 0);
+        (*g).waiting = s;
+        (*g).param = ptr::null_mut();
+        inner.sendq.enqueue(s);
+        park(g, "chan send", &[c as *const RawChan])
+    }
+}
+
+/// g0 half of a receive: `g.park_args = [chan, elem]`.
+#[no_mangle]
+pub extern "C" fn gs_chanrecv0(g: *mut G) -> ! {
+    // SAFETY: as gs_chansend0.
+    unsafe {
+        let c = &*((*g).park_args[0] as *const RawChan);
+        let elem = (*g).park_args[1] as *mut u8;
+        c.lock();
+        match try_recv(c, elem) {
+            Some(ok) => resume(g, if ok { RECV_OK } else { RECV_CLOSED }, ok as usize),
+            None => {
+                let s = Sudog::new(g, elem, c, false, false, 0);
+                (*g).waiting = s;
+                (*g).param = ptr::null_mut();
+                c.inner().recvq.enqueue(s);
+                park(g, "chan receive", &[c as *const RawChan])
+            }
+        }
+    }
+}
+
+/// A receive that does not wait: Some(true) got a value, Some(false) the
+/// channel is closed and empty, None it would block.  Unlocks `c` when it
+/// returns Some.
+///
+/// # Safety
+/// `c` is locked by the caller; `elem` as for recv.
+unsafe fn try_recv(c: &RawChan, elem: *mut u8) -> Option<bool> {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        let inner = c.inner();
+        if let Some(s) = inner.sendq.dequeue() {
+            if c.cap == 0 {
+                c.copy((*s).elem, elem);
+            } else {
+                // Full buffer: take the head, put the sender's value at
+                // the tail (the same slot, as the ring is full).
+                let at = inner.buf.as_mut_ptr().add(inner.recvx * c.elem_size);
+                c.copy(at, elem);
+                c.copy((*s).elem, at);
+                inner.recvx = (inner.recvx + 1) % c.cap;
+                inner.sendx = inner.recvx;
+            }
+            (*s).success = true;
+            c.unlock();
+            wake(s);
+            return Some(true);
+        }
+        if inner.qcount > 0 {
+            let at = inner.buf.as_mut_ptr().add(inner.recvx * c.elem_size);
+            c.copy(at, elem);
+            c.zero(at);
+            inner.recvx = (inner.recvx + 1) % c.cap;
+            inner.qcount -= 1;
+            c.unlock();
+            return Some(true);
+        }
+        if inner.closed {
+            c.zero(elem);
+            c.unlock();
+            return Some(false);
+        }
+        None
+    }
+}
+
+/// One case of a select, as managed code and C lay it out.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SelectCase {
+    pub chan: *const RawChan,
+    /// [`SelectCase::SEND`] or [`SelectCase::RECV`].
+    pub dir: usize,
+    /// Value to send / slot to receive into.
+    pub elem: *mut u8,
+}
+
+impl SelectCase {
+    pub const SEND: usize = 0;
+    pub const RECV: usize = 1;
+}
+
+/// Wait until one of `cases` can proceed and do it; with `block` false,
+/// return None at once instead of waiting (the default case).  Returns the
+/// index of the case taken and, for a receive, whether a value came (false:
+/// closed).  A send case on a closed channel fails with Closed.  The same
+/// channel may appear in several cases.
+///
+/// # Safety
+/// Every case's channel is live; elems as for send/recv, valid until it
+/// returns.
+pub unsafe fn select(
+    cases: &[SelectCase],
+    block: bool,
+) -> Result<Option<(usize, bool)>, ChanError> {
+    let g = m::current_g();
+    if g.is_null() {
+        return Err(ChanError::NotInGoroutine);
+    }
+    if cases.is_empty() && block {
+        return Err(ChanError::EmptySelect);
+    }
+    // SAFETY: g is this thread's running goroutine, on its stack.
+    unsafe {
+        (*g).park_args = [cases.as_ptr() as usize, cases.len(), block as usize, 0];
+        mcall(g, gs_select0);
+        match (*g).park_result {
+            SELECT_DEFAULT => Ok(None),
+            SELECT_SEND_CLOSED => Err(ChanError::Closed),
+            i => Ok(Some((i, (*g).park_ok != 0))),
+        }
+    }
+}
+
+/// The distinct channels of `cases`, in lock (address) order.
+fn lock_order(cases: &[SelectCase]) -> Vec<*const RawChan> {
+    let mut v: Vec<*const RawChan> = cases.iter().map(|c| c.chan).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// A cheap per-thread random number for the poll order (fairness).
+fn fastrand() -> u32 {
+    thread_local! {
+        static S: core::cell::Cell<u32> = const { core::cell::Cell::new(0x9e37_79b9) };
+    }
+    S.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        s.set(x);
+        x
+    })
+}
+
+/// g0 half of select: `g.park_args = [cases, n, block]`.
+#[no_mangle]
+pub extern "C" fn gs_select0(g: *mut G) -> ! {
+    // SAFETY: as gs_chansend0; the cases array lives in the caller's frame
+    // (it is not moved while we use it: the goroutine is stopped, and it
+    // is parked only after the cases were copied into sudogs).
+    unsafe {
+        let cases =
+            core::slice::from_raw_parts((*g).park_args[0] as *const SelectCase, (*g).park_args[1]);
+        let block = (*g).park_args[2] != 0;
+        if cases.is_empty() {
+            resume(g, SELECT_DEFAULT, 0);
+        }
+        let order = lock_order(cases);
+        for &c in &order {
+            (*c).lock();
+        }
+        let unlock_all = |order: &[*const RawChan]| {
+            for &c in order.iter().rev() {
+                (*c).unlock();
+            }
+        };
+        // Pass 1: a case that can proceed now, polled from a random start.
+        let n = cases.len();
+        let start = fastrand() as usize % n;
+        for k in 0..n {
+            let i = (start + k) % n;
+            let cs = cases[i];
+            let c = &*cs.chan;
+            let inner = c.inner();
+            if cs.dir == SelectCase::SEND {
+                if inner.closed {
+                    unlock_all(&order);
+                    resume(g, SELECT_SEND_CLOSED, 0);
+                }
+                if let Some(s) = inner.recvq.dequeue() {
+                    c.copy(cs.elem, (*s).elem);
+                    (*s).success = true;
+                    unlock_all(&order);
+                    wake(s);
+                    resume(g, i, 0);
+                }
+                if inner.qcount < c.cap {
+                    let at = inner.buf.as_mut_ptr().add(inner.sendx * c.elem_size);
+                    c.copy(cs.elem, at);
+                    inner.sendx = (inner.sendx + 1) % c.cap;
+                    inner.qcount += 1;
+                    unlock_all(&order);
+                    resume(g, i, 0);
+                }
+            } else {
+                let ready = !inner.sendq.first.is_null() || inner.qcount > 0 || inner.closed;
+                if ready {
+                    // try_recv unlocks `c` itself; release the others.
+                    let got = try_recv(c, cs.elem);
+                    for &o in order.iter().rev() {
+                        if o != cs.chan {
+                            (*o).unlock();
+                        }
+                    }
+                    match got {
+                        Some(ok) => resume(g, i, ok as usize),
+                        None => fatal("select: a ready receive found nothing"),
+                    }
+                }
+            }
+        }
+        if !block {
+            unlock_all(&order);
+            resume(g, SELECT_DEFAULT, 0);
+        }
+        // Pass 2: wait on every case; sudogs linked in lock order.
+        (*g).select_done.store(0, Ordering::Release);
+        (*g).param = ptr::null_mut();
+        let mut sudogs: Vec<*mut Sudog> = Vec::with_capacity(n);
+        for (i, cs) in cases.iter().enumerate() {
+            let s = Sudog::new(g, cs.elem, cs.chan, cs.dir == SelectCase::SEND, true, i);
+            let inner = (*cs.chan).inner();
+            if cs.dir == SelectCase::SEND {
+                inner.sendq.enqueue(s);
+            } else {
+                inner.recvq.enqueue(s);
+            }
+            sudogs.push(s);
+        }
+        sudogs.sort_by_key(|&s| (*s).chan);
+        for w in sudogs.windows(2) {
+            (*w[0]).waitlink = w[1];
+        }
+        (*g).waiting = sudogs[0];
+        park(g, "select", &order)
+    }
+}
+
+/// Before a goroutine woken from a channel wait resumes: note its result,
+/// dequeue the cases of a select that did not win, free its sudogs.  Runs
+/// on the system stack (or the stack of the native goroutine that switches
+/// to it), never on the woken goroutine's own stack.
+///
+/// # Safety
+/// `g` was woken (chan_wake) and is about to be resumed by the caller.
+pub(crate) unsafe fn finish_wake(g: *mut G) {
+    // SAFETY: the caller's guarantee; g is not running, its sudogs are
+    // dequeued by their wakers or still queued on locked channels below.
+    unsafe {
+        let gr = &mut *g;
+        gr.chan_wake = false;
+        let won = gr.param;
+        gr.param = ptr::null_mut();
+        let first = gr.waiting;
+        gr.waiting = ptr::null_mut();
+        if won.is_null() || first.is_null() {
+            fatal(&format!(
+                "goroutine {}: woken from a channel wait without a sudog",
+                gr.id
+            ));
+        }
+        if (*won).is_select {
+            // Lock every distinct channel (the list is in lock order),
+            // dequeue the losers, unlock.
+            let mut chans: Vec<*const RawChan> = Vec::new();
+            let mut s = first;
+            while !s.is_null() {
+                if chans.last() != Some(&(*s).chan) {
+                    chans.push((*s).chan);
+                }
+                s = (*s).waitlink;
+            }
+            for &c in &chans {
+                (*c).lock();
+            }
+            let mut s = first;
+            while !s.is_null() {
+                if s != won {
+                    let inner = (*(*s).chan).inner();
+                    // A case of a select is on its channel's queue unless
+                    // it won (dequeued by the waker).
+                    let q = if queued_on(&inner.sendq, s) {
+                        &mut inner.sendq
+                    } else {
+                        &mut inner.recvq
+                    };
+                    if queued_on(q, s) {
+                        q.remove(s);
+                    }
+                }
+                s = (*s).waitlink;
+            }
+            for &c in chans.iter().rev() {
+                (*c).unlock();
+            }
+            // A select's winner: its case, or a send case whose channel
+            // was closed under it.
+            gr.park_result = if (*won).is_send && !(*won).success {
+                SELECT_SEND_CLOSED
+            } else {
+                (*won).case
+            };
+            gr.park_ok = (*won).success as usize;
+        } else {
+            gr.park_result = match ((*won).is_send, (*won).success) {
+                (true, true) => SEND_OK,
+                (true, false) => SEND_CLOSED,
+                (false, true) => RECV_OK,
+                (false, false) => RECV_CLOSED,
+            };
+            gr.park_ok = (*won).success as usize;
+        }
+        gr.park_args = [0; 4];
+        gr.waitreason = "";
+        let mut s = first;
+        while !s.is_null() {
+            let next = (*s).waitlink;
+            drop(Box::from_raw(s));
+            s = next;
+        }
+    }
+}
+
+/// Whether `s` is on queue `q`.
+///
+/// # Safety
+/// The queue's channel is locked.
+unsafe fn queued_on(q: &WaitQ, s: *mut Sudog) -> bool {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        let mut x = q.first;
+        while !x.is_null() {
+            if x == s {
+                return true;
+            }
+            x = (*x).next;
+        }
+        false
+    }
+}
+
+/// The typed face of a channel for Rust goroutines.
+pub struct Chan<T: Copy + Send + 'static> {
+    raw: Arc<RawChan>,
+    _t: core::marker::PhantomData<fn(T) -> T>,
+}
+
+impl<T: Copy + Send + 'static> Clone for Chan<T> {
+    fn clone(&self) -> Self {
+        Chan {
+            raw: self.raw.clone(),
+            _t: core::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: Copy + Send + 'static> Chan<T> {
+    /// A channel with `cap` buffered values (0 = unbuffered).
+    pub fn new(cap: usize) -> Chan<T> {
+        Chan {
+            raw: RawChan::new(core::mem::size_of::<T>(), cap),
+            _t: core::marker::PhantomData,
+        }
+    }
+
+    pub fn raw(&self) -> &Arc<RawChan> {
+        &self.raw
+    }
+
+    /// Send `v`, waiting for a receiver or buffer space.
+    pub fn send(&self, v: T) -> Result<(), ChanError> {
+        // SAFETY: v lives in this frame until send returns.
+        unsafe { self.raw.send(&v as *const T as *const u8) }
+    }
+
+    /// Receive a value, or None when the channel is closed and empty.
+    pub fn recv(&self) -> Result<Option<T>, ChanError> {
+        let mut v = core::mem::MaybeUninit::<T>::zeroed();
+        // SAFETY: v has room for a T; the channel writes a whole T (or
+        // zeroes) before recv returns.
+        let ok = unsafe { self.raw.recv(v.as_mut_ptr() as *mut u8)? };
+        // SAFETY: written (or zeroed, and then not returned).
+        Ok(ok.then(|| unsafe { v.assume_init() }))
+    }
+
+    pub fn close(&self) -> Result<(), ChanError> {
+        self.raw.close()
+    }
+
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    pub fn cap(&self) -> usize {
+        self.raw.cap()
+    }
+
+    /// A receive case for [`select`], receiving into `slot`.
+    pub fn recv_case(&self, slot: &mut T) -> SelectCase {
+        SelectCase {
+            chan: Arc::as_ptr(&self.raw),
+            dir: SelectCase::RECV,
+            elem: slot as *mut T as *mut u8,
+        }
+    }
+
+    /// A send case for [`select`], sending `*value`.
+    pub fn send_case(&self, value: &T) -> SelectCase {
+        SelectCase {
+            chan: Arc::as_ptr(&self.raw),
+            dir: SelectCase::SEND,
+            elem: value as *const T as *mut u8,
+        }
+    }
+}
+
+/// Closing a channel from managed code (it never waits, so it needs no
+/// stub): 0 closed, 1 it was closed already.
+#[no_mangle]
+pub extern "C" fn gs_chanclose(_g: *mut G, c: *const RawChan) -> usize {
+    // SAFETY: managed code passes a live channel.
+    match unsafe { (*c).close() } {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
+}
+
+/// Adjust the sudogs of a goroutine whose stack moves from `[lo, hi)` by
+/// `delta`; returns the highest end of any sudog element in the old stack
+/// (0 if none), the part of the stack a concurrent sender might write.
+///
+/// # Safety
+/// `g` is stopped and owned by the mover, with every channel it waits on
+/// locked (see copystack).
+pub(crate) unsafe fn adjust_sudogs(g: &G, lo: usize, hi: usize, delta: usize) -> usize {
+    let mut sghi = 0;
+    let mut s = g.waiting;
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        while !s.is_null() {
+            let e = (*s).elem as usize;
+            if e >= lo && e < hi {
+                let size = (*(*s).chan).elem_size;
+                sghi = sghi.max(e + size);
+                (*s).elem = e.wrapping_add(delta) as *mut u8;
+            }
+            s = (*s).waitlink;
+        }
+    }
+    sghi
+}
+
+/// The distinct channels `g` waits on, in lock order.
+///
+/// # Safety
+/// `g` is stopped; its sudog list is stable.
+pub(crate) unsafe fn waiting_chans(g: &G) -> Vec<*const RawChan> {
+    let mut v = Vec::new();
+    let mut s = g.waiting;
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        while !s.is_null() {
+            v.push((*s).chan);
+            s = (*s).waitlink;
+        }
+    }
+    v.sort();
+    v.dedup();
+    v
+}
