@@ -366,6 +366,33 @@ GS_FUNC gs_test_chan_select, 112
         GS_EPILOGUE
 GS_FUNC_END gs_test_chan_select
 
+/* gs_test_spin(g, flag, max): see asm/managed_x86_64.S. */
+GS_FUNC gs_test_spin, 32
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        str     x0, [sp]
+        str     x1, [sp, #8]
+        str     xzr, [sp, #16]
+        str     x2, [sp, #24]
+1:      ldr     x9, [sp, #8]
+        ldr     x9, [x9]
+        cbnz    x9, 2f
+        ldr     x9, [sp, #16]
+        add     x9, x9, #1
+        str     x9, [sp, #16]
+        ldr     x10, [sp, #24]
+        cmp     x9, x10
+        b.hi    3f
+        ldr     x0, [sp]
+        mov     x1, #0
+        GS_CALL gs_test_leaf, 0
+        b       1b
+2:      ldr     x0, [sp, #16]
+        GS_EPILOGUE
+3:      mov     x0, #0
+        GS_EPILOGUE
+GS_FUNC_END gs_test_spin
+
 GS_FUNC gs_test_leaf, 16
         GS_PROLOGUE
         GS_ENTRY_CHECK 0

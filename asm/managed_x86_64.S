@@ -402,6 +402,36 @@ GS_FUNC gs_test_chan_select, 112
         GS_EPILOGUE
 GS_FUNC_END gs_test_chan_select
 
+/*
+ * gs_test_spin(g, flag, max) -> calls made, or 0 if max calls passed
+ *   A tight loop of calls (to gs_test_leaf(g, 0)) that never yields by
+ *   itself; it stops when *flag becomes non-zero.  [0] g [8] flag
+ *   [16] count [24] max.  Only preemption lets others run meanwhile.
+ */
+GS_FUNC gs_test_spin, 32
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        mov     [rsp], rdi
+        mov     [rsp + 8], rsi
+        mov     qword ptr [rsp + 16], 0
+        mov     [rsp + 24], rdx
+1:      mov     rax, [rsp + 8]
+        cmp     qword ptr [rax], 0
+        jne     2f
+        inc     qword ptr [rsp + 16]
+        mov     rax, [rsp + 16]
+        cmp     rax, [rsp + 24]
+        ja      3f
+        mov     rdi, [rsp]
+        xor     esi, esi
+        GS_CALL gs_test_leaf, 0
+        jmp     1b
+2:      mov     rax, [rsp + 16]
+        GS_EPILOGUE
+3:      xor     eax, eax
+        GS_EPILOGUE
+GS_FUNC_END gs_test_spin
+
 GS_FUNC gs_test_leaf, 16
         GS_PROLOGUE
         GS_ENTRY_CHECK 0

@@ -148,8 +148,9 @@ pub struct G {
     /// A scan wanted to shrink this stack but could not: do it at the next
     /// synchronous safe point.
     pub preempt_shrink: bool,
-    /// A request to yield at the next synchronous safe point.
-    pub preempt: bool,
+    /// A request to yield at the next synchronous safe point (set by the
+    /// monitor thread, hence atomic).
+    pub preempt: core::sync::atomic::AtomicBool,
     /// Between queueing its waiters on channels and parking: a window in
     /// which its stack must not move (set by channel operations).
     pub parking_on_chan: bool,
@@ -225,7 +226,7 @@ impl G {
             exit_slot: None,
             pins: 0,
             preempt_shrink: false,
-            preempt: false,
+            preempt: core::sync::atomic::AtomicBool::new(false),
             parking_on_chan: false,
             async_stopped: false,
             waiting: core::ptr::null_mut(),

@@ -60,7 +60,7 @@ pub extern "C" fn gs_libcall_done(g: *mut G) {
         gr.libcallpc = 0;
         gr.libcallfp = 0;
         sched.install_guard(gr);
-        if gr.preempt_shrink || gr.preempt {
+        if gr.preempt_shrink || gr.preempt.load(Ordering::Relaxed) {
             // Keep the request for the next entry check: that is the
             // synchronous safe point where the pending work happens.
             gr.stackguard0.store(STACK_PREEMPT, Ordering::Relaxed);

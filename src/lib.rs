@@ -130,6 +130,7 @@ mod g;
 mod guards;
 mod m;
 mod managed;
+mod monitor;
 mod runtime;
 mod scan;
 mod sched;

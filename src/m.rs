@@ -6,6 +6,7 @@ use crate::g::G;
 use crate::sched::Sched;
 use core::cell::Cell;
 use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 #[repr(C)]
 pub struct M {
@@ -23,6 +24,33 @@ pub struct M {
     pub id: u64,
     /// The runtime this thread works for.
     pub sched: *const Sched,
+    /// For the monitor thread: the goroutine running now and a count of
+    /// goroutine starts; a count that does not move for 10 ms means one
+    /// goroutine has run that long.
+    pub running: AtomicPtr<G>,
+    pub schedtick: AtomicU64,
+}
+
+impl M {
+    pub fn new(g0: *mut G, sched: *const Sched) -> M {
+        M {
+            g0,
+            curg: ptr::null_mut(),
+            morebuf_pc: 0,
+            morebuf_sp: 0,
+            id: 0,
+            sched,
+            running: AtomicPtr::new(ptr::null_mut()),
+            schedtick: AtomicU64::new(0),
+        }
+    }
+
+    /// A goroutine starts (or resumes) running on this M.
+    #[inline]
+    pub fn note_running(&self, g: *mut G) {
+        self.running.store(g, Ordering::Relaxed);
+        self.schedtick.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 thread_local! {

@@ -116,14 +116,7 @@ impl Runtime {
 
         let (lo, hi) = thread_stack_bounds();
         let g0 = Box::into_raw(Box::new(G::new(GKind::G0)));
-        let m = Box::into_raw(Box::new(M {
-            g0,
-            curg: ptr::null_mut(),
-            morebuf_pc: 0,
-            morebuf_sp: 0,
-            id: 0,
-            sched: &*self.sched,
-        }));
+        let m = Box::into_raw(Box::new(M::new(g0, &*self.sched)));
         // SAFETY: g0 and m are fresh allocations owned by this call until
         // the end of it; the scheduler reaches them only through raw
         // pointers while we are switched away.
@@ -151,7 +144,10 @@ impl Runtime {
             (*q).set_status(crate::g::Status::Running);
             (*q).m = m;
             (*m).curg = q;
+            (*m).note_running(q);
+            let monitor = crate::monitor::Monitor::start(&self.sched, m);
             gs_swapcontext(&mut (*g0).sched, &(*q).sched);
+            monitor.stop();
         }
         m::set_current_m(ptr::null_mut());
         self.sched.teardown();

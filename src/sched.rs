@@ -402,7 +402,7 @@ impl Sched {
             }
             gr.kind = kind;
             gr.pins = 0;
-            gr.preempt = false;
+            gr.preempt.store(false, Ordering::Relaxed);
             gr.preempt_shrink = false;
             gr.parking_on_chan = false;
             gr.async_stopped = false;
@@ -555,6 +555,7 @@ pub(crate) unsafe fn execute(m: *mut M, g: *mut G) -> ! {
         set_resumed(g);
         (*g).m = m;
         (*m).curg = g;
+        (*m).note_running(g);
         gs_gogo(&(*g).sched)
     }
 }
@@ -601,6 +602,7 @@ pub(crate) unsafe fn yield_switch(m: *mut M, g: *mut G) {
         set_resumed(next);
         (*next).m = m;
         (*m).curg = next;
+        (*m).note_running(next);
         crate::trampoline::gs_swapcontext(&mut (*g).sched, &(*next).sched);
     }
 }

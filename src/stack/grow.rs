@@ -52,8 +52,7 @@ pub extern "C" fn gs_newstack(g: *mut G) -> ! {
             // fits in the guard, and its callees check again.
             sched.install_guard(gr);
             safe_point_work(g);
-            if gr.preempt {
-                gr.preempt = false;
+            if gr.preempt.swap(false, Ordering::Relaxed) {
                 gs_park_yield(g);
             }
             gs_gogo(&gr.sched);

@@ -1,0 +1,93 @@
+//! The monitor thread (Go's sysmon): it watches the runtime's M from the
+//! outside and asks a managed goroutine that has run for 10 ms without
+//! switching to yield at its next synchronous safe point (any call: the
+//! entry check sees `stackguard0` = STACK_PREEMPT).  It also nudges the
+//! automatic scan-cycle trigger.  Native goroutines cannot be preempted:
+//! they have no entry checks.
+
+use crate::g::{GKind, STACK_PREEMPT};
+use crate::m::M;
+use crate::sched::Sched;
+use core::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a goroutine may run before it is asked to yield (Go's
+/// forcePreemptNS).
+pub const PREEMPT_AFTER: Duration = Duration::from_millis(10);
+/// How often the monitor looks.
+const TICK: Duration = Duration::from_millis(1);
+
+pub(crate) struct Monitor {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Raw pointers handed to the monitor thread.
+struct Watch {
+    sched: *const Sched,
+    m: *const M,
+}
+
+// SAFETY: the monitor reads only atomics of the M and the Gs it names,
+// and writes only the atomic preempt request and stackguard0; Runtime::run
+// stops (joins) it before the M, the Gs or the Sched go away.
+unsafe impl Send for Watch {}
+
+impl Monitor {
+    pub(crate) fn start(sched: &Sched, m: *const M) -> Monitor {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let w = Watch { sched, m };
+        let thread = std::thread::Builder::new()
+            .name("gstack-monitor".into())
+            .spawn(move || {
+                let w = w;
+                watch(&w, &s2)
+            })
+            .ok();
+        Monitor { stop, thread }
+    }
+
+    pub(crate) fn stop(mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+fn watch(w: &Watch, stop: &AtomicBool) {
+    let mut last_tick = u64::MAX;
+    let mut since = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        std::thread::park_timeout(TICK);
+        // SAFETY: see Watch: the M and the Sched outlive this thread.
+        let (m, sched) = unsafe { (&*w.m, &*w.sched) };
+        sched.maybe_want_gc();
+        let tick = m.schedtick.load(Ordering::Relaxed);
+        if tick != last_tick {
+            last_tick = tick;
+            since = Instant::now();
+            continue;
+        }
+        if since.elapsed() < PREEMPT_AFTER {
+            continue;
+        }
+        let g = m.running.load(Ordering::Relaxed);
+        if g.is_null() {
+            continue;
+        }
+        // SAFETY: Gs are never freed while the runtime runs; `kind` does
+        // not change while a goroutine lives.
+        unsafe {
+            if (*g).kind == GKind::Managed {
+                (*g).preempt.store(true, Ordering::Relaxed);
+                (*g).stackguard0.store(STACK_PREEMPT, Ordering::Release);
+            }
+        }
+        since = Instant::now(); // ask again in 10 ms if it still runs
+    }
+}
