@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 fn runtime() -> Runtime {
     Runtime::new(Config {
         debug: DebugFlags::default(),
+        gc_percent: 0,
         ..Config::default()
     })
 }

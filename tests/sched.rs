@@ -12,6 +12,9 @@ use std::sync::{Arc, Mutex};
 fn rt() -> Runtime {
     Runtime::new(Config {
         debug: DebugFlags::default(),
+        // Exact goroutine counts below: no automatic scan cycles (their
+        // workers are goroutines too).
+        gc_percent: 0,
         ..Config::default()
     })
 }
