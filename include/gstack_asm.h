@@ -85,7 +85,12 @@
 .endm
 
 .macro GS_EPILOGUE
-        mov     rsp, rbp
+        /* SP is FP - frame here (the frame never changes size), so add to
+           it rather than reload it from rbp: that would chain every return
+           of a deep recursion on the load before it. */
+        .if gs_cur_frame
+        add     rsp, gs_cur_frame
+        .endif
         pop     rbp
         ret
 .endm
@@ -164,7 +169,11 @@
 .endm
 
 .macro GS_EPILOGUE
-        mov     sp, x29
+        /* SP is FP - frame here: add to it rather than copy x29 (see the
+           x86-64 version). */
+        .if gs_cur_frame
+        add     sp, sp, #gs_cur_frame
+        .endif
         ldp     x29, x30, [sp], #16
         ret
 .endm

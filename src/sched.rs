@@ -476,7 +476,14 @@ impl Sched {
         // SAFETY: g is dead and referenced by nobody else; on g0.
         unsafe {
             if let Some(stk) = (*g).stack {
-                if t.free_with_stack >= MAX_FREE_STACKS {
+                // Keep only stacks a new goroutine would get anyway (Go
+                // frees the others at exit): a goroutine that grew to
+                // 128 MiB must not hold on to it after it died.
+                let start = match (*g).kind {
+                    GKind::Managed => self.managed_start_size(),
+                    _ => round_to_pages(self.config.native_stack_size),
+                };
+                if t.free_with_stack >= MAX_FREE_STACKS || stk.size() != start {
                     let p = self.p();
                     stackfree(&self.pool, self.cache(p), stk);
                     (*g).clear_stack();

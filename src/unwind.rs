@@ -172,6 +172,7 @@ pub unsafe fn walk<'t>(
     // Whether the frame below (the callee) was precise.  The innermost
     // frame's SP comes from the saved context, which is exact.
     let mut callee_precise = true;
+    let mut last_site: Option<(usize, Option<&'t CallSite>)> = None;
     loop {
         if fp % 16 != 0 || fp < sp || fp < stack_lo || fp > entry_fp {
             return Err(WalkError::BadFramePointer {
@@ -183,7 +184,16 @@ pub unsafe fn walk<'t>(
             });
         }
         let func = cursor.find(pc);
-        let site = func.and_then(|f| f.call_site(pc));
+        // Deep recursion returns to the same call site frame after frame:
+        // remember the last one instead of searching again.
+        let site = match last_site {
+            Some((p, s)) if p == pc => s,
+            _ => {
+                let s = func.and_then(|f| f.call_site(pc));
+                last_site = Some((pc, s));
+                s
+            }
+        };
         if let (Some(f), Some(s)) = (func, site) {
             if !callee_precise && fp >= s.frame_size as usize {
                 // Below us is code we do not know (or nothing: the start),

@@ -52,6 +52,12 @@ pub extern "C" fn gs_newstack(g: *mut G) -> ! {
             // fits in the guard, and its callees check again.
             sched.install_guard(gr);
             safe_point_work(g);
+            if gr.force_move || sched.config.debug.stackforcemove {
+                // In that mode every check that reaches us moves the stack.
+                gr.set_status(Status::Copystack);
+                copystack(sched, g, gr.stack_size());
+                gr.set_status(Status::Running);
+            }
             if gr.preempt.swap(false, Ordering::Relaxed) {
                 gs_park_yield(g);
             }
