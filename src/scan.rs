@@ -32,8 +32,9 @@ use core::sync::atomic::Ordering;
 
 /// Worker goroutines per cycle (per P once there are several).
 pub const WORKERS: usize = 2;
-/// Goroutines a worker scans between yields.
-const BATCH: usize = 16;
+/// How long a worker scans before it lets the other goroutines run (a
+/// share of the thread, like Go's dedicated mark workers' time slices).
+const SLICE: std::time::Duration = std::time::Duration::from_micros(200);
 /// Stack of a worker: it runs its scanning on the system stack.
 const WORKER_STACK: usize = 16 * 1024;
 
@@ -120,6 +121,11 @@ fn gc_with(visit: Option<&mut dyn FnMut(&Root)>) -> GcReport {
             here >= (*g).stack_lo && here < (*g).stack_hi
         };
         if !on_own_stack {
+            if sched.cycle_active() {
+                // On the system stack (inside a libcall, a root visitor)
+                // nothing can wait for the running cycle.
+                fatal("gstack::gc called on the system stack while a cycle is running");
+            }
             systemstack(|| {
                 sched.begin_cycle(visitor, ptr::null_mut());
                 sched.scan_inline();
@@ -127,11 +133,14 @@ fn gc_with(visit: Option<&mut dyn FnMut(&Root)>) -> GcReport {
             });
             return report;
         }
-        if sched.cycle_active() {
-            fatal("gstack::gc called while a cycle is running (from a root visitor?)");
-        }
+        // Like Go's runtime.GC: if a cycle is running (an automatic one),
+        // let it finish, then run a whole one of our own.  gc_park starts
+        // ours only if none is running when it gets to g0; otherwise it
+        // requeues us and we try again.
         (*g).gc_request = Some((visitor, &mut report as *mut GcReport));
-        mcall(g, gc_park);
+        while (*g).gc_request.is_some() {
+            mcall(g, gc_park);
+        }
     }
     report
 }
@@ -143,6 +152,12 @@ extern "C" fn gc_park(g: *mut G) -> ! {
         let m = (*g).m;
         let sched = &*(*m).sched;
         let (visitor, _) = (*g).gc_request.expect("gc request");
+        if sched.cycle_active() {
+            // Wait for the running cycle's workers: behind them in the queue.
+            (*g).set_status(Status::Runnable);
+            sched.p().runq_push(g);
+            sched::schedule(m)
+        }
         (*g).set_status(Status::Waiting);
         (*g).waitreason = "scan cycle";
         sched.begin_cycle(visitor, g);
@@ -166,8 +181,8 @@ fn worker_main() {
     systemstack(|| unsafe { worker_done(g) });
 }
 
-/// Scan up to BATCH goroutines.  On the system stack, with this worker's
-/// status Waiting meanwhile so that the other workers may scan it.
+/// Scan goroutines for one time slice.  On the system stack, with this
+/// worker's status Waiting meanwhile so that the other workers may scan it.
 /// Returns whether work is left.
 ///
 /// # Safety
@@ -180,7 +195,8 @@ unsafe fn scan_batch(me: *mut G) -> bool {
         (*me).set_status(Status::Waiting);
         (*me).waitreason = "scan worker";
         let mut left = true;
-        for _ in 0..BATCH {
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < SLICE {
             let Some(g) = sched.cycle().next_work() else {
                 left = false;
                 break;

@@ -88,6 +88,15 @@ pub(crate) struct P {
 }
 
 impl P {
+    /// Queue `g` behind the others.
+    ///
+    /// # Safety
+    /// `g` is live, runnable, and on no queue.
+    pub unsafe fn runq_push(&mut self, g: *mut G) {
+        // SAFETY: the caller's guarantee.
+        unsafe { self.runq.push(g) }
+    }
+
     /// Take `g` off the front of the run queue; it must be there.
     pub fn runq_pop_expect(&mut self, g: *mut G) -> *mut G {
         match self.runq.pop() {
