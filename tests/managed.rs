@@ -481,3 +481,29 @@ fn plain_and_dense_recursions_grow_and_move_on_demand() {
     assert_eq!(r[5], Ok(5001));
     assert_eq!(r[6], Ok(5001));
 }
+
+#[test]
+fn a_small_integer_in_a_pointer_slot_is_fatal_when_the_stack_moves() {
+    if common::is_child() {
+        rt_with(2048, DebugFlags::default()).run(|| {
+            // gs_test_rec's entry check declares its third argument (the
+            // outer pointer, spilled at sp+16) as a pointer: pass 0x64.
+            Builder::new()
+                .force_move(true)
+                .spawn_managed(addr(gs_test_rec), &[3, 0x64, 0, 0])
+                .unwrap();
+        });
+        return;
+    }
+    let out = common::run_child(
+        "a_small_integer_in_a_pointer_slot_is_fatal_when_the_stack_moves",
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("fatal error: invalid pointer found on stack: goroutine 2, gs_test_rec+0x"),
+        "{err}"
+    );
+    assert!(err.contains(", slot sp+0x10 holds 0x64"), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
+}
