@@ -49,7 +49,10 @@ impl M {
     #[inline]
     pub fn note_running(&self, g: *mut G) {
         self.running.store(g, Ordering::Relaxed);
-        self.schedtick.fetch_add(1, Ordering::Relaxed);
+        // Only this M writes the count: a plain load and store, not a
+        // locked read-modify-write on every switch.
+        let t = self.schedtick.load(Ordering::Relaxed);
+        self.schedtick.store(t.wrapping_add(1), Ordering::Relaxed);
     }
 }
 
