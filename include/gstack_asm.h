@@ -45,9 +45,11 @@
    spill of the entry check must fit in the stack guard (928 bytes). */
 #define GS_MAX_LOCALS 800
 
-#if defined(__x86_64__)
-
-.macro GS_FUNC name, frame
+/* What GS_FUNC emits on both architectures: checks, the current frame
+   size, the name, and the function record (whose largest-frame field is
+   frame + `overhead`: the frame record, the return address on x86-64, and
+   the entry check's spill). */
+.macro GS_FUNC_RECORD name, frame, overhead
         .if (\frame) % 16
         .error "GS_FUNC: frame must be a multiple of 16"
         .endif
@@ -67,8 +69,15 @@
         .p2align 3
         .quad   \name, .Lgs_end_\name, .Lgs_name_\name
         .quad   .Lgs_sites_\name, .Lgs_sites_end_\name
-        .quad   (\frame) + 16 + 48       /* record + return address, plus the entry check's spill */
+        .quad   (\frame) + (\overhead)
         .popsection
+.endm
+
+#if defined(__x86_64__)
+
+.macro GS_FUNC name, frame
+        /* record + return address (16), the entry check's spill (48) */
+        GS_FUNC_RECORD \name, \frame, 16 + 48
         .text
         .globl  \name
         .type   \name, @function
@@ -131,27 +140,8 @@
 #elif defined(__aarch64__)
 
 .macro GS_FUNC name, frame
-        .if (\frame) % 16
-        .error "GS_FUNC: frame must be a multiple of 16"
-        .endif
-        .if (\frame) > GS_MAX_LOCALS
-        .error "GS_FUNC: frame larger than GS_MAX_LOCALS"
-        .endif
-        .set    gs_cur_frame, \frame
-        .pushsection .rodata.gstack_names, "a"
-.Lgs_name_\name:
-        .asciz  "\name"
-        .popsection
-        .pushsection gstack_sites, "aw"
-        .p2align 3
-.Lgs_sites_\name:
-        .popsection
-        .pushsection gstack_funcs, "awR"
-        .p2align 3
-        .quad   \name, .Lgs_end_\name, .Lgs_name_\name
-        .quad   .Lgs_sites_\name, .Lgs_sites_end_\name
-        .quad   (\frame) + 16 + 64       /* record, plus the entry check's spill */
-        .popsection
+        /* record (16), the entry check's spill (64) */
+        GS_FUNC_RECORD \name, \frame, 16 + 64
         .text
         .globl  \name
         .type   \name, %function

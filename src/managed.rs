@@ -12,11 +12,10 @@
 //!   context and switches to the system stack before any Rust code runs, so
 //!   a parked managed goroutine's stack holds managed frames only.
 
-use crate::functab;
 use crate::g::{GKind, Status};
 use crate::runtime::current_sched;
 use crate::trampoline::systemstack;
-use crate::unwind::{walk, WalkStart};
+use crate::unwind::{walk_g, WalkStart};
 
 use crate::trampoline::{gs_morestack, gs_yield};
 
@@ -67,17 +66,10 @@ pub fn frames(id: u64) -> Result<Vec<FrameInfo>, String> {
             Status::Runnable | Status::Waiting => {}
             s => return Err(format!("goroutine {id} is {}, not stopped", s.name())),
         }
-        let table = functab::read();
-        let mut cursor = table.cursor();
         let mut out = Vec::new();
-        let start = WalkStart {
-            pc: gr.sched.pc,
-            sp: gr.sched.sp,
-            fp: gr.sched.fp,
-        };
         // SAFETY: g is stopped (above).
         unsafe {
-            walk(gr.stack_lo, gr.stack_hi, start, &mut cursor, |f| {
+            walk_g(gr, WalkStart::saved(gr), |f| {
                 out.push(FrameInfo {
                     pc: f.pc,
                     sp: f.sp,
@@ -119,17 +111,10 @@ pub fn count_frames(id: u64) -> Result<(usize, usize), String> {
         if gr.kind != GKind::Managed || gr.status() == Status::Running {
             return Err(format!("goroutine {id} is not a parked managed goroutine"));
         }
-        let table = functab::read();
-        let mut cursor = table.cursor();
         let mut slots = 0usize;
-        let start = WalkStart {
-            pc: gr.sched.pc,
-            sp: gr.sched.sp,
-            fp: gr.sched.fp,
-        };
         // SAFETY: g is stopped (above).
         let n = unsafe {
-            walk(gr.stack_lo, gr.stack_hi, start, &mut cursor, |f| {
+            walk_g(gr, WalkStart::saved(gr), |f| {
                 slots += f.ptr_slot_addrs().count();
             })
         }

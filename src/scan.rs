@@ -19,14 +19,13 @@
 //! can be scheduled, the cycle runs right there instead, without workers.
 
 use crate::fatal::fatal;
-use crate::functab;
 use crate::g::{GKind, Status, G, STACK_GUARD, STACK_PREEMPT};
 use crate::m;
 use crate::sched::{self, Sched, Start};
 use crate::stack::shrink::{shrinkstack, wants_shrink_at, Shrink};
 use crate::stack::{stackfree, Stack, MIN_STACK};
 use crate::trampoline::{mcall, systemstack};
-use crate::unwind::{goentry_pc, walk, WalkStart};
+use crate::unwind::{goentry_pc, walk_g, WalkStart};
 use core::ptr;
 use core::sync::atomic::Ordering;
 
@@ -406,11 +405,9 @@ impl Sched {
             c.used_sum += gr.stack_hi - start.sp;
             c.used_n += 1;
             if let Some(v) = c.visitor {
-                let table = functab::read();
-                let mut cursor = table.cursor();
                 let id = gr.id;
                 let mut roots = 0;
-                let r = walk(gr.stack_lo, gr.stack_hi, start, &mut cursor, |f| {
+                let r = walk_g(gr, start, |f| {
                     let func = f.func.map_or(0, |x| x.start);
                     for slot in f.ptr_slot_addrs() {
                         roots += 1;

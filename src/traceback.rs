@@ -9,9 +9,8 @@
 //!     main_entry+0x18  sp=0x7f12a0001fd0 fp=0x7f12a0001ff0
 //! ```
 
-use crate::functab;
 use crate::g::{GKind, Status, G};
-use crate::unwind::{walk, WalkStart};
+use crate::unwind::{walk_g, WalkStart};
 use std::fmt::Write;
 
 /// Frames printed at each end of a long stack; the middle is elided.
@@ -63,17 +62,11 @@ pub unsafe fn traceback_saved(g: *const G) -> String {
 }
 
 fn walk_into(gr: &G, out: &mut String) {
-    let table = functab::read();
-    let mut cursor = table.cursor();
     let mut lines = Vec::new();
-    let start = WalkStart {
-        pc: gr.sched.pc,
-        sp: gr.sched.sp,
-        fp: gr.sched.fp,
-    };
-    // SAFETY: g is stopped (checked status; callers own it).
+    // SAFETY: g is stopped (callers: checked status, or traceback_saved's
+    // contract).
     let r = unsafe {
-        walk(gr.stack_lo, gr.stack_hi, start, &mut cursor, |f| {
+        walk_g(gr, WalkStart::saved(gr), |f| {
             let mut l = format!("\t{}  sp={:#x} fp={:#x}", f.describe(), f.sp, f.fp);
             if !f.is_precise() {
                 l.push_str("  (imprecise: no stack map)");

@@ -43,6 +43,33 @@ pub struct WalkStart {
     pub fp: usize,
 }
 
+impl WalkStart {
+    /// Where a goroutine stopped at a call site: its saved context.
+    pub(crate) fn saved(g: &crate::g::G) -> WalkStart {
+        WalkStart {
+            pc: g.sched.pc,
+            sp: g.sched.sp,
+            fp: g.sched.fp,
+        }
+    }
+}
+
+/// [`walk`] over goroutine `g`'s stack from `start`, with the function
+/// table held for the whole walk.
+///
+/// # Safety
+/// As for [`walk`]: `g` is stopped and stays so.
+pub(crate) unsafe fn walk_g(
+    g: &crate::g::G,
+    start: WalkStart,
+    mut visit: impl FnMut(&Frame<'_>),
+) -> Result<usize, WalkError> {
+    let table = crate::functab::read();
+    let mut cursor = table.cursor();
+    // SAFETY: the caller's guarantee.
+    unsafe { walk(g.stack_lo, g.stack_hi, start, &mut cursor, |f| visit(f)) }
+}
+
 /// One frame of a walk.
 #[derive(Clone, Copy, Debug)]
 pub struct Frame<'a> {

@@ -2,7 +2,7 @@
 //! goroutines whose receive slots live in their own frames being shrunk
 //! while they wait and other goroutines send (seed 001).
 
-use gstack::chan::{select, Chan, ChanError, RawChan, SelectCase};
+use gstack::chan::{select, Chan, ChanError, RawChan};
 use gstack::{inspect, Builder, Config, DebugFlags, Runtime};
 use std::sync::{Arc, Mutex};
 

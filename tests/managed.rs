@@ -28,19 +28,6 @@ fn rt_with(managed_stack: usize, debug: DebugFlags) -> Runtime {
     })
 }
 
-/// Yield until goroutine `id` is parked with `frames` frames (the monitor
-/// may preempt a deep recursion on its way down, so one yield is not
-/// enough); bounded.
-fn park_until(id: u64, frames: usize) {
-    for _ in 0..100_000 {
-        if inspect::count_frames(id).map(|(n, _)| n) == Ok(frames) {
-            return;
-        }
-        gstack::yield_now();
-    }
-    panic!("goroutine {id} never parked with {frames} frames");
-}
-
 /// What gs_test_rec returns for depth d: the sum of 3k+1 for k in 0..=d.
 fn rec_sum(d: u64) -> usize {
     (3 * d * (d + 1) / 2 + d + 1) as usize
@@ -62,7 +49,7 @@ fn walk_rec_at(depth: usize) {
         let h = Builder::new()
             .spawn_managed(addr(gs_test_rec), &[depth, 0, 0, 2])
             .unwrap();
-        park_until(h.id, depth + 1); // down to depth 0, yielding there
+        common::park_until(h.id, depth + 1); // down to depth 0, yielding there
         let frames = inspect::frames(h.id).unwrap();
         let tb = inspect::traceback(h.id).unwrap();
         while h.result().is_none() {
@@ -131,7 +118,7 @@ fn an_imprecise_frame_is_reported_by_the_walk() {
         let h = Builder::new()
             .spawn_managed(addr(gs_test_calls_imprecise), &[1])
             .unwrap();
-        park_until(h.id, 3);
+        common::park_until(h.id, 3);
         *o.lock().unwrap() = Some((
             inspect::frames(h.id).unwrap(),
             inspect::traceback(h.id).unwrap(),
@@ -465,8 +452,8 @@ fn plain_and_dense_recursions_grow_and_move_on_demand() {
         let d = Builder::new()
             .spawn_managed(addr(gs_test_dense), &[5000, 1000])
             .unwrap();
-        park_until(p.id, 5001);
-        park_until(d.id, 5001);
+        common::park_until(p.id, 5001);
+        common::park_until(d.id, 5001);
         let mut r = r2.lock().unwrap();
         r.push(inspect::count_frames(p.id).map(|x| x.0 * 10_000 + x.1));
         r.push(inspect::count_frames(d.id).map(|x| x.0 * 10_000 + x.1));

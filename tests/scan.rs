@@ -36,18 +36,6 @@ fn poison() -> DebugFlags {
     }
 }
 
-/// Yield until goroutine `id` is parked with the given number of frames
-/// (or a bound of yields passes).
-fn park_until(id: u64, frames: usize) {
-    for _ in 0..100_000 {
-        if inspect::count_frames(id).map(|(n, _)| n) == Ok(frames) {
-            return;
-        }
-        gstack::yield_now();
-    }
-    panic!("goroutine {id} never parked with {frames} frames");
-}
-
 #[test]
 fn the_shrink_rule_on_plain_numbers() {
     use gstack::stack::shrink_wanted;
@@ -77,7 +65,7 @@ fn a_stack_whose_use_dropped_is_halved_once_per_cycle_with_every_pointer_kept() 
         let h = Builder::new()
             .spawn_managed(addr(gs_test_scenario), &[5000, 0, 0, 0])
             .unwrap();
-        park_until(h.id, 2);
+        common::park_until(h.id, 2);
         let mut sizes = vec![inspect::stack_size(h.id).unwrap()];
         loop {
             let rep = gstack::gc();
@@ -122,7 +110,7 @@ fn gcshrinkstackoff_keeps_stacks_as_they_are() {
         let h = Builder::new()
             .spawn_managed(addr(gs_test_scenario), &[5000, 0, 0, 0])
             .unwrap();
-        park_until(h.id, 2);
+        common::park_until(h.id, 2);
         let before = inspect::stack_size(h.id).unwrap();
         let rep = gstack::gc();
         *o.lock().unwrap() = Some((
@@ -184,7 +172,7 @@ fn guarded_scenario(op: usize) -> (Seen, usize, usize) {
         s2.lock().unwrap().id = h.id;
         if op == 3 {
             // Pinned and parked: a cycle must leave the shrink pending.
-            park_until(h.id, 1);
+            common::park_until(h.id, 1);
             let before = inspect::stack_size(h.id).unwrap();
             let rep = gstack::gc();
             let mut s = s2.lock().unwrap();
@@ -193,7 +181,7 @@ fn guarded_scenario(op: usize) -> (Seen, usize, usize) {
             s.report = Some(rep);
         }
         // At gs_test_leaf's yield: after the synchronous safe point.
-        park_until(h.id, 2);
+        common::park_until(h.id, 2);
         let at_safe_point = inspect::stack_size(h.id).unwrap();
         while h.result().is_none() {
             gstack::yield_now();
@@ -258,7 +246,7 @@ fn an_imprecise_frame_blocks_the_shrink() {
             .stack_size(64 * 1024)
             .spawn_managed(addr(gs_test_calls_imprecise), &[10_000])
             .unwrap();
-        park_until(h.id, 3);
+        common::park_until(h.id, 3);
         let rep = gstack::gc();
         *o.lock().unwrap() = Some((rep.shrunk, rep.pending, inspect::stack_size(h.id).unwrap()));
         while h.result().is_none() {
@@ -380,8 +368,8 @@ fn a_stack_freed_by_a_shrink_stays_allocated_until_the_cycle_ends() {
         let late = Builder::new()
             .spawn_managed(addr(gs_test_rec), &[3, 0, 0, 10_000])
             .unwrap();
-        park_until(h.id, 2);
-        park_until(late.id, 4);
+        common::park_until(h.id, 2);
+        common::park_until(late.id, 4);
         let size = inspect::stack_size(h.id).unwrap();
         let before = gstack::stats().unwrap().stack_in_use;
         let mut during = Vec::new();
@@ -430,8 +418,8 @@ fn the_root_visitor_sees_exactly_the_declared_slots() {
         let b = Builder::new()
             .spawn_managed(addr(gs_test_rec), &[3, 0, 0, 10_000])
             .unwrap();
-        park_until(a.id, 11);
-        park_until(b.id, 4);
+        common::park_until(a.id, 11);
+        common::park_until(b.id, 4);
         let mut want: Vec<(u64, usize, usize)> = Vec::new();
         for h in [&a, &b] {
             for f in inspect::frames(h.id).unwrap() {
@@ -478,7 +466,7 @@ fn adaptive_start_follows_the_average_scanned_use() {
                 })
                 .collect();
             for h in &hs {
-                park_until(h.id, 2);
+                common::park_until(h.id, 2);
             }
             let rep = gstack::gc();
             let fresh = Builder::new()
@@ -521,7 +509,7 @@ fn adaptive_start_picks_1k_for_tiny_goroutines() {
             })
             .collect();
         for h in &hs {
-            park_until(h.id, 1);
+            common::park_until(h.id, 1);
         }
         let rep = gstack::gc();
         let fresh = Builder::new()

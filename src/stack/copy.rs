@@ -26,11 +26,10 @@
 //! a register across a call site (it must be in a mapped slot).
 
 use crate::fatal::fatal;
-use crate::functab;
 use crate::g::{Status, G};
 use crate::sched::Sched;
 use crate::stack::{stackalloc, stackfree, StackKind};
-use crate::unwind::{walk, Frame, WalkStart};
+use crate::unwind::{walk_g, Frame, WalkStart};
 use core::sync::atomic::Ordering;
 
 /// Smallest value a real pointer can have: a slot holding a value in
@@ -168,13 +167,6 @@ pub unsafe fn copystack(sched: &Sched, g: *mut G, newsize: usize) {
             v
         }
     };
-    let table = functab::read();
-    let mut cursor = table.cursor();
-    let start = WalkStart {
-        pc: gr.sched.pc,
-        sp,
-        fp: gr.sched.fp,
-    };
     let id = gr.id;
     let visit = |f: &Frame<'_>| {
         if !f.is_precise() {
@@ -198,12 +190,11 @@ pub unsafe fn copystack(sched: &Sched, g: *mut G, newsize: usize) {
         // entry frame's is 0 and stays.
         adjust(f.fp);
     };
-    // SAFETY: g is stopped and ours (status Copystack); the old stack is
-    // intact until freed below.
-    if let Err(e) = unsafe { walk(old.lo, old.hi, start, &mut cursor, visit) } {
+    // SAFETY: g is stopped and ours (status Copystack); its bounds are
+    // still the old stack's, intact until freed below.
+    if let Err(e) = unsafe { walk_g(&*g, WalkStart::saved(&*g), visit) } {
         fatal(&format!("copystack: goroutine {id}: {e}"));
     }
-    drop(table);
 
     // 4. The saved context: SP and FP (FP is always in the stack for a
     // managed goroutine stopped at a call site).

@@ -1,12 +1,11 @@
 //! shrinkstack: give memory back when a stack that grew calmed down, but
 //! only when that is safe.
 
-use crate::functab;
 use crate::g::{GKind, Status, G, STACK_GUARD};
 use crate::sched::Sched;
 use crate::stack::copy::copystack;
 use crate::stack::MIN_STACK;
-use crate::unwind::{walk, WalkStart};
+use crate::unwind::{walk_g, WalkStart};
 
 /// What shrinkstack did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,20 +64,9 @@ pub unsafe fn shrink_unsafe_reason(g: &G) -> Option<&'static str> {
     if g.async_stopped {
         return Some("stopped at an asynchronous safe point");
     }
-    let table = functab::read();
-    let mut cursor = table.cursor();
     let mut precise = true;
-    let start = WalkStart {
-        pc: g.sched.pc,
-        sp: g.sched.sp,
-        fp: g.sched.fp,
-    };
     // SAFETY: the caller guarantees g is stopped and ours.
-    let r = unsafe {
-        walk(g.stack_lo, g.stack_hi, start, &mut cursor, |f| {
-            precise &= f.is_precise()
-        })
-    };
+    let r = unsafe { walk_g(g, WalkStart::saved(g), |f| precise &= f.is_precise()) };
     if r.is_err() || !precise {
         return Some("imprecise frame");
     }

@@ -70,3 +70,17 @@ pub fn describe(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// Yield until managed goroutine `id` is parked with `frames` frames (a
+/// deep recursion may be preempted by the monitor on its way down, so one
+/// yield is not enough).  Bounded: panics after 100,000 yields.
+#[allow(dead_code)]
+pub fn park_until(id: u64, frames: usize) {
+    for _ in 0..100_000 {
+        if gstack::inspect::count_frames(id).map(|(n, _)| n) == Ok(frames) {
+            return;
+        }
+        gstack::yield_now();
+    }
+    panic!("goroutine {id} never parked with {frames} frames");
+}
