@@ -61,6 +61,7 @@ fn in_goroutine(iters: u64, body: impl FnOnce(u64) -> Duration + Send + 'static)
     let out = Arc::new(Mutex::new(Duration::ZERO));
     let o = out.clone();
     Runtime::new(Config {
+        procs: 1,
         debug: DebugFlags::default(),
         gc_percent: 0,
         ..Config::default()

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 fn runtime() -> Runtime {
     Runtime::new(Config {
+        procs: 1,
         debug: DebugFlags::default(),
         gc_percent: 0,
         ..Config::default()

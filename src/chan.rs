@@ -592,7 +592,7 @@ fn lock_order(cases: &[SelectCase]) -> Vec<*const RawChan> {
 }
 
 /// A cheap per-thread random number for the poll order (fairness).
-fn fastrand() -> u32 {
+pub(crate) fn fastrand() -> u32 {
     thread_local! {
         static S: core::cell::Cell<u32> = const { core::cell::Cell::new(0x9e37_79b9) };
     }

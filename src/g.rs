@@ -24,6 +24,10 @@ pub const STACK_FORCE_MOVE: usize = 0xffff_ffff_ffff_fad0;
 /// check runs after the prologue).  Native goroutines do not check.
 pub const STACK_GUARD: usize = 928;
 
+/// Added to a status while a scan holds the goroutine (Go's Gscan bit):
+/// whoever wants to run or wake it waits until the scan lets go.
+pub const SCAN: u32 = 0x100;
+
 /// Where a goroutine is in its life.  Transitions happen on the system
 /// stack (g0) of the thread that owns the G at that moment.
 #[repr(u32)]
@@ -239,7 +243,63 @@ impl G {
 
     #[inline]
     pub fn status(&self) -> Status {
-        Status::from_u32(self.status.load(Ordering::Acquire))
+        Status::from_u32(self.status.load(Ordering::Acquire) & !SCAN)
+    }
+
+    /// Whether a scan holds this goroutine now.
+    #[inline]
+    pub fn is_claimed(&self) -> bool {
+        self.status.load(Ordering::Acquire) & SCAN != 0
+    }
+
+    /// Change the status from `from` to `to`, waiting while a scan holds
+    /// the goroutine (its claim is short: a walk, maybe a copy).  Any other
+    /// status is a broken invariant.
+    pub fn cas_status(&self, from: Status, to: Status) {
+        let mut spins = 0u32;
+        loop {
+            match self.status.compare_exchange_weak(
+                from as u32,
+                to as u32,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(v) if v == from as u32 || v == (from as u32 | SCAN) => {
+                    spins += 1;
+                    if spins < 100 {
+                        core::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+                Err(v) => crate::fatal::fatal(&format!(
+                    "goroutine {}: status {} where {} was expected (wanted {})",
+                    self.id,
+                    Status::from_u32(v & !SCAN).name(),
+                    from.name(),
+                    to.name()
+                )),
+            }
+        }
+    }
+
+    /// Claim the goroutine for a scan if its status is `from` (not
+    /// running): sets the SCAN bit.  Returns whether it was claimed.
+    pub fn try_claim(&self, from: Status) -> bool {
+        self.status
+            .compare_exchange(
+                from as u32,
+                from as u32 | SCAN,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// Let a claimed goroutine go.
+    pub fn release_claim(&self) {
+        self.status.fetch_and(!SCAN, Ordering::AcqRel);
     }
 
     #[inline]

@@ -26,6 +26,7 @@ pub extern "C" fn gs_exitsyscall0(g: *mut G) -> ! {
         let gr = &mut *g;
         let sched = &*(*gr.m).sched;
         if gr.syscallsp == 0 || gr.status() != Status::Syscall {
+            // (The status may carry a scan claim: status() hides it.)
             fatal(&format!(
                 "goroutine {}: exitsyscall without entersyscall",
                 gr.id
@@ -37,10 +38,12 @@ pub extern "C" fn gs_exitsyscall0(g: *mut G) -> ! {
                 gr.id, gr.sched.sp, gr.syscallsp
             ));
         }
+        // Out of the system call: a scan holding it (from the recorded
+        // frame) must finish first.
+        gr.cas_status(Status::Syscall, Status::Running);
         gr.syscallsp = 0;
         gr.syscallpc = 0;
         gr.syscallfp = 0;
-        gr.set_status(Status::Running);
         sched.install_guard(gr);
         safe_point_work(g);
         gs_gogo(&gr.sched)
@@ -56,7 +59,14 @@ pub extern "C" fn gs_libcall_done(g: *mut G) {
     unsafe {
         let gr = &mut *g;
         let sched = &*(*gr.m).sched;
-        gr.libcallsp = 0;
+        // Clear the record first, then wait for a scan that claimed us
+        // from it: a scan that claims after this sees no record (see
+        // Sched::claim), so nobody reads our frames once we return.
+        core::ptr::write_volatile(&mut gr.libcallsp, 0);
+        core::sync::atomic::fence(Ordering::SeqCst);
+        while gr.is_claimed() {
+            std::thread::yield_now();
+        }
         gr.libcallpc = 0;
         gr.libcallfp = 0;
         sched.install_guard(gr);

@@ -24,6 +24,8 @@ pub struct M {
     pub id: u64,
     /// The runtime this thread works for.
     pub sched: *const Sched,
+    /// The P this M holds (for its whole life in this version).
+    pub(crate) p: *const crate::sched::P,
     /// For the monitor thread: the goroutine running now and a count of
     /// goroutine starts; a count that does not move for 10 ms means one
     /// goroutine has run that long.
@@ -32,7 +34,7 @@ pub struct M {
 }
 
 impl M {
-    pub fn new(g0: *mut G, sched: *const Sched) -> M {
+    pub(crate) fn new(g0: *mut G, sched: *const Sched, p: *const crate::sched::P) -> M {
         M {
             g0,
             curg: ptr::null_mut(),
@@ -40,6 +42,7 @@ impl M {
             morebuf_sp: 0,
             id: 0,
             sched,
+            p,
             running: AtomicPtr::new(ptr::null_mut()),
             schedtick: AtomicU64::new(0),
         }

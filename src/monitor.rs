@@ -1,4 +1,4 @@
-//! The monitor thread (Go's sysmon): it watches the runtime's M from the
+//! The monitor thread (Go's sysmon): it watches the runtime's Ms from the
 //! outside and asks a managed goroutine that has run for 10 ms without
 //! switching to yield at its next synchronous safe point (any call: the
 //! entry check sees `stackguard0` = STACK_PREEMPT).  It also nudges the
@@ -27,7 +27,6 @@ pub(crate) struct Monitor {
 /// Raw pointers handed to the monitor thread.
 struct Watch {
     sched: *const Sched,
-    m: *const M,
 }
 
 // SAFETY: the monitor reads only atomics of the M and the Gs it names,
@@ -36,10 +35,10 @@ struct Watch {
 unsafe impl Send for Watch {}
 
 impl Monitor {
-    pub(crate) fn start(sched: &Sched, m: *const M) -> Monitor {
+    pub(crate) fn start(sched: &Sched) -> Monitor {
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
-        let w = Watch { sched, m };
+        let w = Watch { sched };
         let thread = std::thread::Builder::new()
             .name("gstack-monitor".into())
             .spawn(move || {
@@ -60,34 +59,47 @@ impl Monitor {
 }
 
 fn watch(w: &Watch, stop: &AtomicBool) {
-    let mut last_tick = u64::MAX;
-    let mut since = Instant::now();
+    // Per M (by address): the last schedtick seen and since when.
+    let mut seen: Vec<(usize, u64, Instant)> = Vec::new();
     while !stop.load(Ordering::Acquire) {
         std::thread::park_timeout(TICK);
-        // SAFETY: see Watch: the M and the Sched outlive this thread.
-        let (m, sched) = unsafe { (&*w.m, &*w.sched) };
+        // SAFETY: see Watch: the Sched outlives this thread, and so do the
+        // Ms it lists (retired ones are freed after the monitor stops).
+        let sched = unsafe { &*w.sched };
         sched.maybe_want_gc();
-        let tick = m.schedtick.load(Ordering::Relaxed);
-        if tick != last_tick {
-            last_tick = tick;
-            since = Instant::now();
-            continue;
-        }
-        if since.elapsed() < PREEMPT_AFTER {
-            continue;
-        }
-        let g = m.running.load(Ordering::Relaxed);
-        if g.is_null() {
-            continue;
-        }
-        // SAFETY: Gs are never freed while the runtime runs; `kind` does
-        // not change while a goroutine lives.
-        unsafe {
-            if (*g).kind == GKind::Managed {
-                (*g).preempt.store(true, Ordering::Relaxed);
-                (*g).stackguard0.store(STACK_PREEMPT, Ordering::Release);
+        let ms: Vec<usize> = sched.ms.lock().unwrap().clone();
+        for maddr in ms {
+            // SAFETY: as above.
+            let m = unsafe { &*(maddr as *const M) };
+            let tick = m.schedtick.load(Ordering::Relaxed);
+            let e = match seen.iter_mut().find(|e| e.0 == maddr) {
+                Some(e) => e,
+                None => {
+                    seen.push((maddr, tick, Instant::now()));
+                    continue;
+                }
+            };
+            if e.1 != tick {
+                e.1 = tick;
+                e.2 = Instant::now();
+                continue;
+            }
+            if e.2.elapsed() < PREEMPT_AFTER {
+                continue;
+            }
+            e.2 = Instant::now(); // ask again in 10 ms if it still runs
+            let g = m.running.load(Ordering::Relaxed);
+            if g.is_null() {
+                continue;
+            }
+            // SAFETY: Gs are never freed while the runtime runs; `kind`
+            // does not change while a goroutine lives.
+            unsafe {
+                if (*g).kind == GKind::Managed {
+                    (*g).preempt.store(true, Ordering::Relaxed);
+                    (*g).stackguard0.store(STACK_PREEMPT, Ordering::Release);
+                }
             }
         }
-        since = Instant::now(); // ask again in 10 ms if it still runs
     }
 }

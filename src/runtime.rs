@@ -1,11 +1,12 @@
 //! The public face of the runtime: configuration, running a main
 //! goroutine, spawning, yielding, exiting, statistics.
 
+use crate::arch::Context;
 use crate::debug::DebugFlags;
 use crate::g::{ExitSlot, GKind, G};
 use crate::m::{self, M};
 use crate::sched::{self, Goexit, Sched, SpawnError};
-use crate::trampoline::{gs_swapcontext, systemstack};
+use crate::trampoline::{gs_goentry, gs_swapcontext, systemstack};
 use core::ptr;
 
 /// Arguments a managed goroutine's entry function takes after g: what
@@ -23,6 +24,9 @@ pub const DEFAULT_MAX_STACK: usize = 1_000_000_000;
 /// Settings of one runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
+    /// Ps: how many threads run goroutines at once (`GSMAXPROCS`, default
+    /// the number of CPUs).
+    pub procs: usize,
     /// Stack size of native goroutines spawned without an explicit size.
     pub native_stack_size: usize,
     /// Starting stack size of managed goroutines.
@@ -41,12 +45,31 @@ impl Default for Config {
     /// variable.
     fn default() -> Config {
         Config {
+            procs: default_procs(),
             native_stack_size: DEFAULT_NATIVE_STACK,
             managed_stack_size: DEFAULT_MANAGED_STACK,
             max_stack_size: DEFAULT_MAX_STACK,
             gc_percent: 100,
             debug: DebugFlags::from_env(),
         }
+    }
+}
+
+/// `GSMAXPROCS` if set to a positive number (a bad value is reported and
+/// ignored), else the number of CPUs.
+fn default_procs() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match std::env::var("GSMAXPROCS") {
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                crate::fatal::write_stderr(
+                    format!("gstack: GSMAXPROCS: bad value {v:?} (using {cpus})\n").as_bytes(),
+                );
+                cpus
+            }
+        },
+        Err(_) => cpus,
     }
 }
 
@@ -116,7 +139,7 @@ impl Runtime {
 
         let (lo, hi) = thread_stack_bounds();
         let g0 = Box::into_raw(Box::new(G::new(GKind::G0)));
-        let m = Box::into_raw(Box::new(M::new(g0, &*self.sched)));
+        let m = Box::into_raw(Box::new(M::new(g0, &*self.sched, &self.sched.ps[0])));
         // SAFETY: g0 and m are fresh allocations owned by this call until
         // the end of it; the scheduler reaches them only through raw
         // pointers while we are switched away.
@@ -126,6 +149,7 @@ impl Runtime {
             (*g0).m = m;
             (*g0).id = 0;
         }
+        self.sched.ms.lock().unwrap().push(m as usize);
         m::set_current_m(m);
         // On this thread's own stack: a system stack, so newproc may run here.
         let first = self
@@ -135,21 +159,45 @@ impl Runtime {
                 self.sched.config.native_stack_size,
             )
             .unwrap_or_else(|e| panic!("gstack: cannot start the main goroutine: {e}"));
-        // SAFETY: we are this M's thread; `first` is the only queued G.
-        // gs_swapcontext saves this thread's context in g0.sched: the
-        // scheduler runs below this point of the thread's stack, and resumes
-        // g0.sched (returning here) when no goroutine is left.
+        // The other Ms: one thread per P beyond the first.
+        let sched_addr = &*self.sched as *const Sched as usize;
+        let threads: Vec<_> = (1..self.sched.ps.len())
+            .map(|i| {
+                std::thread::Builder::new()
+                    .name(format!("gstack-m{i}"))
+                    .spawn(move || {
+                        // SAFETY: run() joins this thread before the Sched
+                        // can go away.
+                        let sched = unsafe { &*(sched_addr as *const Sched) };
+                        m_thread(sched, i)
+                    })
+                    .expect("gstack: cannot start an M thread")
+            })
+            .collect();
+        // SAFETY: we are this M's thread; `first` is the only queued G on
+        // P 0 (the other Ms steal only from queues with more than one... or
+        // this one: then it simply runs there).  gs_swapcontext saves this
+        // thread's context in g0.sched: the scheduler runs below this point
+        // of the thread's stack, and resumes g0.sched (returning here) when
+        // no goroutine is left.
         unsafe {
-            let q = self.sched.p().runq_pop_expect(first);
-            (*q).set_status(crate::g::Status::Running);
-            (*q).m = m;
-            (*m).curg = q;
-            (*m).note_running(q);
-            let monitor = crate::monitor::Monitor::start(&self.sched, m);
-            gs_swapcontext(&mut (*g0).sched, &(*q).sched);
+            let monitor = crate::monitor::Monitor::start(&self.sched);
+            let boot = Context::new_goroutine(
+                boot_sp(),
+                gs_goentry as *const () as usize,
+                mstart as *const () as usize,
+                m as usize,
+            );
+            let _ = first;
+            gs_swapcontext(&mut (*g0).sched, &boot);
+            for t in threads {
+                let _ = t.join();
+            }
             monitor.stop();
         }
         m::set_current_m(ptr::null_mut());
+        self.sched.ms.lock().unwrap().clear();
+        self.sched.free_retired();
         self.sched.teardown();
         // SAFETY: the scheduler is done with them; nothing else holds them.
         unsafe {
@@ -175,6 +223,60 @@ impl Runtime {
 /// `GSDEBUG`); returns when every goroutine has finished.
 pub fn run<F: FnOnce() + Send + 'static>(main: F) {
     Runtime::new(Config::default()).run(main)
+}
+
+/// Where an M starts its scheduler loop: a little below the caller's
+/// frame on the thread's own stack (the scheduler's frames are abandoned
+/// whenever g0 code starts afresh at g0.sched.sp, which is above).
+#[inline(never)]
+fn boot_sp() -> usize {
+    let here = 0usize;
+    (&here as *const usize as usize - 4096) & !15
+}
+
+/// Entered through gs_goentry on an M's own stack: run the scheduler.
+extern "C" fn mstart(m: *mut M) -> ! {
+    // SAFETY: m is this thread's M, set up by run() or m_thread().  A panic
+    // in scheduler code must not unwind into the asm frame above.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
+        sched::schedule(m)
+    }));
+    let e = r.unwrap_err();
+    crate::fatal::fatal(&format!(
+        "panic in the scheduler: {}",
+        crate::fatal::panic_message(&*e)
+    ))
+}
+
+/// An extra M: a thread that holds P `i` and runs goroutines until every
+/// goroutine of the runtime has finished.
+fn m_thread(sched: &Sched, i: usize) {
+    let _alt = crate::signal::ensure_altstack();
+    let (lo, hi) = thread_stack_bounds();
+    let g0 = Box::into_raw(Box::new(G::new(GKind::G0)));
+    let m = Box::into_raw(Box::new(M::new(g0, sched, &sched.ps[i])));
+    // SAFETY: fresh allocations owned by this thread until it ends; the
+    // boot context runs the scheduler on this thread's stack below the
+    // point saved in g0.sched, to which the scheduler returns at the end.
+    unsafe {
+        (*g0).stack_lo = lo;
+        (*g0).stack_hi = hi;
+        (*g0).m = m;
+        (*m).id = i as u64;
+        sched.ms.lock().unwrap().push(m as usize);
+        m::set_current_m(m);
+        let boot = Context::new_goroutine(
+            boot_sp(),
+            gs_goentry as *const () as usize,
+            mstart as *const () as usize,
+            m as usize,
+        );
+        gs_swapcontext(&mut (*g0).sched, &boot);
+        m::set_current_m(ptr::null_mut());
+        // Its M struct stays until the runtime ends (the monitor may still
+        // look at it); the runtime frees it with the others.
+        sched.retire_m(m, g0);
+    }
 }
 
 /// The bounds of this thread's own stack, which becomes g0's stack.
@@ -348,6 +450,8 @@ pub fn stats() -> Option<Stats> {
 
 /// Check seed 004's invariant on the calling goroutine's runtime: the sum
 /// of every goroutine's stack size equals what the pool counts in use.
+/// Exact when nothing else runs meanwhile: with several Ps, another thread
+/// halfway through a stack copy holds two stacks for a moment.
 pub fn check_accounting() -> Result<(), String> {
     let s = current_sched().ok_or_else(|| "not in a runtime".to_string())?;
     systemstack(|| s.check_accounting())

@@ -29,7 +29,8 @@ use crate::unwind::{goentry_pc, walk_g, WalkStart};
 use core::ptr;
 use core::sync::atomic::Ordering;
 
-/// Worker goroutines per cycle (per P once there are several).
+/// Worker goroutines per cycle: one per P, and at least this many (so
+/// that workers scan each other even on one P).
 pub const WORKERS: usize = 2;
 /// How long a worker scans before it lets the other goroutines run (a
 /// share of the thread, like Go's dedicated mark workers' time slices).
@@ -120,13 +121,10 @@ fn gc_with(visit: Option<&mut dyn FnMut(&Root)>) -> GcReport {
             here >= (*g).stack_lo && here < (*g).stack_hi
         };
         if !on_own_stack {
-            if sched.cycle_active() {
-                // On the system stack (inside a libcall, a root visitor)
-                // nothing can wait for the running cycle.
-                fatal("gstack::gc called on the system stack while a cycle is running");
-            }
             systemstack(|| {
-                sched.begin_cycle(visitor, ptr::null_mut());
+                if !sched.try_begin_cycle(visitor, ptr::null_mut()) {
+                    fatal("gstack::gc called on the system stack while a cycle is running");
+                }
                 sched.scan_inline();
                 report = sched.end_cycle();
             });
@@ -151,15 +149,14 @@ extern "C" fn gc_park(g: *mut G) -> ! {
         let m = (*g).m;
         let sched = &*(*m).sched;
         let (visitor, _) = (*g).gc_request.expect("gc request");
-        if sched.cycle_active() {
-            // Wait for the running cycle's workers: behind them in the queue.
+        if !sched.try_begin_cycle(visitor, g) {
+            // A cycle runs: wait behind its workers, then try again.
             (*g).set_status(Status::Runnable);
-            sched.p().runq_push(g);
+            sched.put_runnable(g);
             sched::schedule(m)
         }
         (*g).set_status(Status::Waiting);
         (*g).waitreason = "scan cycle";
-        sched.begin_cycle(visitor, g);
         sched.start_workers();
         sched::schedule(m)
     }
@@ -181,33 +178,33 @@ fn worker_main() {
 }
 
 /// Scan goroutines for one time slice.  On the system stack, with this
-/// worker's status Waiting meanwhile so that the other workers may scan it.
-/// Returns whether work is left.
+/// worker's status Waiting meanwhile so that the other workers may claim
+/// and scan it (seed 003); when it goes back to Running it waits for such
+/// a claim to end.  Returns whether work is left.
 ///
 /// # Safety
 /// `me` is the calling worker's G; on the system stack.
 unsafe fn scan_batch(me: *mut G) -> bool {
-    // SAFETY: the caller's guarantee; the cycle is only touched here, on
-    // the runtime's system stack.
+    // SAFETY: the caller's guarantee.
     unsafe {
         let sched = &*(*(*me).m).sched;
-        (*me).set_status(Status::Waiting);
         (*me).waitreason = "scan worker";
+        (*me).set_status(Status::Waiting);
         let mut left = true;
         let t0 = std::time::Instant::now();
         while t0.elapsed() < SLICE {
-            let Some(g) = sched.cycle().next_work() else {
+            let Some((g, is_worker)) = sched.with_cycle(|c| c.next_work()) else {
                 left = false;
                 break;
             };
             sched.scan_g(g, me);
-            if sched.cycle().workers.contains(&g) {
+            if is_worker {
                 // Let the other workers run now: each gets to scan another
                 // while that one waits (seed 003).
                 break;
             }
         }
-        (*me).set_status(Status::Running);
+        (*me).cas_status(Status::Waiting, Status::Running);
         (*me).waitreason = "";
         left
     }
@@ -222,10 +219,11 @@ unsafe fn worker_done(me: *mut G) {
     unsafe {
         let sched = &*(*(*me).m).sched;
         (*me).pins -= 1;
-        let c = sched.cycle();
-        c.workers_left -= 1;
-        if c.workers_left == 0 {
-            let waiter = c.waiter;
+        let (last, waiter) = sched.with_cycle(|c| {
+            c.workers_left -= 1;
+            (c.workers_left == 0, c.waiter)
+        });
+        if last {
             let report = sched.end_cycle();
             if !waiter.is_null() {
                 if let Some((_, out)) = (*waiter).gc_request.take() {
@@ -243,170 +241,210 @@ impl Cycle {
         self.delayed.iter().map(|s| s.size()).sum()
     }
 
-    fn next_work(&mut self) -> Option<*mut G> {
-        let g = self.work.get(self.next).copied();
+    /// The next goroutine to scan, and whether it is a worker.
+    fn next_work(&mut self) -> Option<(*mut G, bool)> {
+        let g = self.work.get(self.next).copied()?;
         self.next += 1;
-        g
+        Some((g, self.workers.contains(&g)))
     }
 }
 
+/// How a scan found a goroutine.
+enum Claim {
+    /// Claimed (SCAN bit set), stopped: walk from here; guarded = in a
+    /// syscall or libcall (never move it now).
+    Stopped { start: WalkStart, guarded: bool },
+    /// Nothing to walk (native, dead, not started, or would not stop).
+    Skip,
+}
+
 impl Sched {
-    /// The cycle in progress.
-    ///
-    /// # Safety
-    /// A cycle is active; on this runtime's system stack.
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn cycle(&self) -> &mut Cycle {
-        // SAFETY: the caller's guarantee (single thread, system stack).
-        unsafe {
-            (*self.cycle.get())
-                .as_mut()
-                .expect("no scan cycle in progress")
-        }
+    /// Run `f` on the cycle in progress, under its lock.  Never call it
+    /// from inside `f`, or around a walk, a visitor call or a copy.
+    pub(crate) fn with_cycle<R>(&self, f: impl FnOnce(&mut Cycle) -> R) -> R {
+        let mut c = self.cycle.lock().unwrap();
+        f(c.as_mut().expect("no scan cycle in progress"))
     }
 
     pub(crate) fn cycle_active(&self) -> bool {
         self.cycle_active.load(Ordering::Acquire)
     }
 
-    /// Start a cycle: snapshot the goroutines, tell the pool (seed 002).
-    ///
-    /// # Safety
-    /// On the system stack; no cycle active.
-    unsafe fn begin_cycle(&self, visitor: Option<*mut dyn FnMut(&Root)>, waiter: *mut G) {
-        let work = self.all_gs();
-        // SAFETY: the caller's guarantee.
-        unsafe {
-            *self.cycle.get() = Some(Cycle {
-                work,
-                next: 0,
-                workers: Vec::new(),
-                workers_left: 0,
-                visitor,
-                waiter,
-                report: GcReport::default(),
-                used_sum: 0,
-                used_n: 0,
-                delayed: Vec::new(),
-            });
+    /// Start a cycle (snapshot the goroutines, tell the pool: seed 002)
+    /// unless one runs already.
+    fn try_begin_cycle(&self, visitor: Option<*mut dyn FnMut(&Root)>, waiter: *mut G) -> bool {
+        let mut c = self.cycle.lock().unwrap();
+        if c.is_some() {
+            return false;
         }
+        *c = Some(Cycle {
+            work: self.all_gs(),
+            next: 0,
+            workers: Vec::new(),
+            workers_left: 0,
+            visitor,
+            waiter,
+            report: GcReport::default(),
+            used_sum: 0,
+            used_n: 0,
+            delayed: Vec::new(),
+        });
         self.pool.begin_cycle();
         self.cycle_active.store(true, Ordering::Release);
+        true
     }
 
     /// Start a cycle nobody waits for (the automatic trigger), from the
     /// scheduler on g0.
     ///
     /// # Safety
-    /// On the system stack, no cycle active.
+    /// On the system stack of an M of this Sched.
     pub(crate) unsafe fn start_background_cycle(&self) {
-        // SAFETY: the caller's guarantee.
-        unsafe {
-            self.begin_cycle(None, ptr::null_mut());
-            self.start_workers();
+        if self.try_begin_cycle(None, ptr::null_mut()) {
+            // SAFETY: the caller's guarantee.
+            unsafe { self.start_workers() };
         }
     }
 
-    /// Spawn the workers; they are scanned like everyone else.
+    /// Spawn the workers, one per P (at least two, so that they scan each
+    /// other); they are scanned like everyone else.
     ///
     /// # Safety
-    /// On the system stack, a cycle active.
+    /// On the system stack of an M of this Sched, a cycle begun.
     unsafe fn start_workers(&self) {
-        for _ in 0..WORKERS {
+        let n = self.ps.len().max(WORKERS);
+        // Count them all before the first can run (another M may start it
+        // at once): the cycle ends when the last of the n is done.
+        self.with_cycle(|c| c.workers_left = n);
+        for _ in 0..n {
             let g = match self.newproc(Start::Native(Box::new(worker_main)), WORKER_STACK) {
                 Ok(g) => g,
                 Err(e) => fatal(&format!("scan cycle: cannot start a worker: {e}")),
             };
-            // SAFETY: g is fresh and ours; on the system stack.
-            unsafe {
-                (*g).pins += 1;
-                let c = self.cycle();
+            // SAFETY: g is fresh; nobody runs it before we return to the
+            // scheduler... or another M may already: pins is set before any
+            // scan can look (scans claim it first), and it is only read by
+            // the shrink predicate.
+            unsafe { (*g).pins += 1 };
+            self.with_cycle(|c| {
                 c.workers.push(g);
-                c.workers_left += 1;
-                // Workers first, the last spawned first: each one's first
-                // pick is another worker.
-                c.work.insert(0, g);
-            }
+                // Next in line, the last spawned first: each worker's first
+                // pick is another worker (and nothing scanned already
+                // shifts back into view).
+                let at = c.next.min(c.work.len());
+                c.work.insert(at, g);
+            });
         }
     }
 
-    /// The whole cycle on the current (system) stack: no goroutine runs
-    /// meanwhile, so every one is stopped.
+    /// The whole cycle on the current (system) stack.
     ///
     /// # Safety
-    /// On the system stack, a cycle active.
+    /// On the system stack, a cycle begun by the caller.
     unsafe fn scan_inline(&self) {
-        // SAFETY: the caller's guarantee.
-        unsafe {
-            while let Some(g) = self.cycle().next_work() {
-                self.scan_g(g, ptr::null_mut());
+        while let Some((g, _)) = self.with_cycle(|c| c.next_work()) {
+            // SAFETY: the caller's guarantee.
+            unsafe { self.scan_g(g, ptr::null_mut()) };
+        }
+    }
+
+    /// Claim `g` for a scan.  A goroutine that is not running is claimed
+    /// with the SCAN bit (whoever wants to run or wake it waits); one in a
+    /// libcall likewise (the libcall's return waits); a running managed
+    /// goroutine is asked to stop at its next synchronous safe point and
+    /// waited for (bounded: a loop without calls never stops, and is
+    /// skipped); a running native goroutine has nothing to scan.
+    ///
+    /// # Safety
+    /// `g` is live; on the system stack.
+    unsafe fn claim(&self, g: &G, worker: *mut G) -> Claim {
+        let t0 = std::time::Instant::now();
+        loop {
+            let status = g.status();
+            match status {
+                Status::Dead | Status::Idle => return Claim::Skip,
+                Status::Runnable | Status::Waiting | Status::Syscall => {
+                    if g.kind != GKind::Managed || g.stack.is_none() {
+                        return Claim::Skip; // native frames are not walked
+                    }
+                    if !g.try_claim(status) {
+                        continue; // it changed under us: look again
+                    }
+                    let start = if g.syscallsp != 0 {
+                        WalkStart {
+                            pc: g.syscallpc,
+                            sp: g.syscallsp,
+                            fp: g.syscallfp,
+                        }
+                    } else {
+                        WalkStart::saved(g)
+                    };
+                    if start.pc == goentry_pc() {
+                        g.release_claim();
+                        return Claim::Skip; // not started: no frames
+                    }
+                    return Claim::Stopped {
+                        start,
+                        guarded: g.syscallsp != 0,
+                    };
+                }
+                Status::Running | Status::Copystack => {
+                    if g.kind != GKind::Managed || core::ptr::eq(g, worker) {
+                        return Claim::Skip;
+                    }
+                    if g.libcallsp != 0 && g.try_claim(Status::Running) {
+                        // Re-read after claiming: gs_libcall_done clears the
+                        // record first and then waits for our claim to go.
+                        let sp = core::ptr::read_volatile(&g.libcallsp);
+                        if sp != 0 {
+                            let start = WalkStart {
+                                pc: g.libcallpc,
+                                sp,
+                                fp: g.libcallfp,
+                            };
+                            return Claim::Stopped {
+                                start,
+                                guarded: true,
+                            };
+                        }
+                        g.release_claim();
+                    }
+                    if t0.elapsed() > std::time::Duration::from_millis(50) {
+                        return Claim::Skip; // it would not stop
+                    }
+                    g.preempt.store(true, Ordering::Relaxed);
+                    g.stackguard0.store(STACK_PREEMPT, Ordering::Release);
+                    std::thread::yield_now();
+                }
             }
         }
     }
 
-    /// Visit one goroutine: claim, report roots, shrink or leave pending.
+    /// Visit one goroutine: claim, report roots, shrink or leave pending,
+    /// release.
     ///
     /// # Safety
     /// On the system stack, a cycle active; `g` live.
     unsafe fn scan_g(&self, g: *mut G, worker: *mut G) {
-        // SAFETY: the caller's guarantee; on this single-threaded runtime
-        // every goroutine but the one whose system stack we are on is
-        // stopped, and that one (a worker, or the gc caller) says Waiting
-        // or is in a syscall/libcall whose frame was recorded.
+        // SAFETY: the caller's guarantee; everything below happens under
+        // our claim on g.
         unsafe {
             let gr = &mut *g;
-            let c = self.cycle();
-            let status = gr.status();
-            if status == Status::Dead {
+            let (visitor, first) = self.with_cycle(|c| {
+                c.report.scanned += 1;
+                if !worker.is_null() && c.workers.contains(&g) && g != worker {
+                    c.report.workers_scanned.push(((*worker).id, gr.id));
+                }
+                (c.visitor, ())
+            });
+            let _ = first;
+            let Claim::Stopped { start, guarded } = self.claim(gr, worker) else {
                 return;
-            }
-            c.report.scanned += 1;
-            if !worker.is_null() && c.workers.contains(&g) && g != worker {
-                c.report.workers_scanned.push(((*worker).id, gr.id));
-            }
-            if gr.kind != GKind::Managed || gr.stack.is_none() {
-                return; // native frames are not walked; they never move
-            }
-            // Where the walk starts: a syscall or libcall record, or the
-            // saved context.
-            let (start, guarded) = if gr.syscallsp != 0 {
-                (
-                    WalkStart {
-                        pc: gr.syscallpc,
-                        sp: gr.syscallsp,
-                        fp: gr.syscallfp,
-                    },
-                    true,
-                )
-            } else if gr.libcallsp != 0 {
-                (
-                    WalkStart {
-                        pc: gr.libcallpc,
-                        sp: gr.libcallsp,
-                        fp: gr.libcallfp,
-                    },
-                    true,
-                )
-            } else if status == Status::Running {
-                fatal(&format!("scan: goroutine {} is running", gr.id));
-            } else {
-                (
-                    WalkStart {
-                        pc: gr.sched.pc,
-                        sp: gr.sched.sp,
-                        fp: gr.sched.fp,
-                    },
-                    false,
-                )
             };
-            if start.pc == goentry_pc() {
-                return; // not started: no frames
-            }
-            c.used_sum += gr.stack_hi - start.sp;
-            c.used_n += 1;
-            if let Some(v) = c.visitor {
+            let used = gr.stack_hi - start.sp;
+            let mut roots = 0;
+            if let Some(v) = visitor {
                 let id = gr.id;
-                let mut roots = 0;
                 let r = walk_g(gr, start, |f| {
                     let func = f.func.map_or(0, |x| x.start);
                     for slot in f.ptr_slot_addrs() {
@@ -422,71 +460,68 @@ impl Sched {
                 if let Err(e) = r {
                     fatal(&format!("scan: goroutine {id}: {e}"));
                 }
-                c.report.roots += roots;
             }
-            if self.config.debug.gcshrinkstackoff {
-                return;
-            }
-            if guarded {
-                if wants_shrink_at(gr, start.sp) {
-                    self.leave_pending(gr);
+            let mut shrunk = false;
+            let mut pending = false;
+            if !self.config.debug.gcshrinkstackoff {
+                if guarded {
+                    pending = wants_shrink_at(gr, start.sp);
+                } else {
+                    match shrinkstack(self, g) {
+                        Shrink::Shrunk => shrunk = true,
+                        Shrink::NotNeeded => {}
+                        Shrink::Unsafe(_) => pending = true,
+                    }
                 }
-                return;
+                if pending {
+                    gr.preempt_shrink = true;
+                    gr.stackguard0.store(STACK_PREEMPT, Ordering::Release);
+                }
             }
-            gr.set_status(Status::Copystack);
-            let r = shrinkstack(self, g);
-            gr.set_status(status);
-            match r {
-                Shrink::Shrunk => c.report.shrunk += 1,
-                Shrink::NotNeeded => {}
-                Shrink::Unsafe(_) => self.leave_pending(gr),
-            }
+            gr.release_claim();
+            self.with_cycle(|c| {
+                c.used_sum += used;
+                c.used_n += 1;
+                c.report.roots += roots;
+                c.report.shrunk += shrunk as usize;
+                c.report.pending += pending as usize;
+            });
         }
-    }
-
-    /// Mark `g` for a shrink at its next synchronous safe point.
-    fn leave_pending(&self, g: &mut G) {
-        g.preempt_shrink = true;
-        g.stackguard0.store(STACK_PREEMPT, Ordering::Relaxed);
-        // SAFETY: on the system stack with a cycle active (callers).
-        unsafe { self.cycle().report.pending += 1 };
     }
 
     /// Queue a stack freed during the cycle; false when no cycle runs (the
     /// caller frees it at once).
     pub(crate) fn delay_free(&self, stk: Stack) -> bool {
-        if !self.cycle_active() {
-            return false;
+        let mut c = self.cycle.lock().unwrap();
+        match c.as_mut() {
+            Some(c) => {
+                c.delayed.push(stk);
+                true
+            }
+            None => false,
         }
-        // SAFETY: cycle_active means a cycle is set; only the runtime's
-        // system stack touches it.
-        unsafe { self.cycle().delayed.push(stk) };
-        true
     }
 
     /// End the cycle: free the delayed stacks, let the pool release empty
     /// spans, set the adaptive starting size.  Returns the report.
     ///
     /// # Safety
-    /// On the system stack, a cycle active, all scanning done.
+    /// On the system stack of an M of this Sched; all scanning done.
     unsafe fn end_cycle(&self) -> GcReport {
-        // SAFETY: the caller's guarantee.
-        let mut c = unsafe { (*self.cycle.get()).take().expect("no cycle") };
-        self.cycle_active.store(false, Ordering::Release);
-        // SAFETY: on the system stack; the P is ours.
-        let p = unsafe { self.p() };
+        // Hold the lock until the pool is told: no new cycle may begin
+        // before this one has fully ended.
+        let mut guard = self.cycle.lock().unwrap();
+        let mut c = guard.take().expect("no cycle");
         for stk in c.delayed.drain(..) {
             c.report.freed += stk.size();
-            let cache = if self.config.debug.stacknocache {
-                None
-            } else {
-                Some(&mut p.cache)
-            };
             // SAFETY: every delayed stack is an old stack copystack
-            // replaced: dead, from this pool, freed once (here).
-            unsafe { stackfree(&self.pool, cache, stk) };
+            // replaced: dead, from this pool, freed once (here); on an M's
+            // system stack, so its P's cache is ours.
+            unsafe { stackfree(&self.pool, self.cache(), stk) };
         }
         self.pool.end_cycle();
+        self.cycle_active.store(false, Ordering::Release);
+        drop(guard);
         if self.config.debug.adaptivestackstart && c.used_n > 0 {
             let avg = c.used_sum / c.used_n;
             let start = (avg + STACK_GUARD).next_power_of_two().clamp(

@@ -22,7 +22,7 @@ use crate::{Config, Stats};
 use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 /// Below this much stack in use the automatic trigger never fires.
 const GC_FLOOR: usize = 4 << 20;
@@ -81,28 +81,118 @@ impl GQueue {
     }
 }
 
-/// A processor: what a thread needs to run goroutines.
+/// A processor: what a thread needs to run goroutines — a local run
+/// queue and a stack cache.  An M runs goroutines only while it holds a P
+/// (each M holds one P for its whole life in this version).
+///
+/// With one P nobody else ever touches the queue, so it is used without a
+/// lock (the switch path stays a few loads and stores); with several, idle
+/// Ms steal from it, so it is taken under a spin lock.
 pub(crate) struct P {
-    pub runq: GQueue,
-    pub cache: StackCache,
+    pub id: usize,
+    shared: bool,
+    lock: AtomicBool,
+    runq: UnsafeCell<GQueue>,
+    len: AtomicUsize,
+    /// Used only by the M holding this P, on its system stack.
+    cache: UnsafeCell<StackCache>,
 }
 
+// SAFETY: the queue is touched under `lock` when shared (several Ps), and
+// only by its own thread when not; the cache only by the M holding the P.
+unsafe impl Send for P {}
+unsafe impl Sync for P {}
+
+// SAFETY: a GQueue is a list of G pointers; who may touch it is the
+// owner's business (a lock, or a single thread).
+unsafe impl Send for GQueue {}
+
 impl P {
+    fn new(id: usize, shared: bool) -> P {
+        P {
+            id,
+            shared,
+            lock: AtomicBool::new(false),
+            runq: UnsafeCell::new(GQueue::new()),
+            len: AtomicUsize::new(0),
+            cache: UnsafeCell::new(StackCache::new()),
+        }
+    }
+
+    #[inline]
+    fn with_q<R>(&self, f: impl FnOnce(&mut GQueue) -> R) -> R {
+        if self.shared {
+            while self
+                .lock
+                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                core::hint::spin_loop();
+            }
+        }
+        // SAFETY: locked, or only ever used by this P's own thread.
+        let r = f(unsafe { &mut *self.runq.get() });
+        if self.shared {
+            self.lock.store(false, Ordering::Release);
+        }
+        r
+    }
+
     /// Queue `g` behind the others.
     ///
     /// # Safety
-    /// `g` is live, runnable, and on no queue.
-    pub unsafe fn runq_push(&mut self, g: *mut G) {
-        // SAFETY: the caller's guarantee.
-        unsafe { self.runq.push(g) }
+    /// `g` is live, runnable, its context saved, and on no queue.
+    pub unsafe fn runq_push(&self, g: *mut G) {
+        self.with_q(|q| {
+            // SAFETY: the caller's guarantee.
+            unsafe { q.push(g) };
+            self.len.store(q.len, Ordering::Relaxed);
+        })
     }
 
-    /// Take `g` off the front of the run queue; it must be there.
-    pub fn runq_pop_expect(&mut self, g: *mut G) -> *mut G {
-        match self.runq.pop() {
-            Some(q) if q == g => q,
-            _ => fatal("run queue does not start with the goroutine just spawned"),
+    pub fn runq_pop(&self) -> Option<*mut G> {
+        self.with_q(|q| {
+            let g = q.pop();
+            self.len.store(q.len, Ordering::Relaxed);
+            g
+        })
+    }
+
+    pub fn runq_len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Take half of this P's queue (at least one) for `thief`: the first
+    /// is returned, the rest queued on the thief.
+    fn steal_into(&self, thief: &P) -> Option<*mut G> {
+        let mut taken = Vec::new();
+        self.with_q(|q| {
+            let n = q.len.div_ceil(2);
+            for _ in 0..n {
+                if let Some(g) = q.pop() {
+                    taken.push(g);
+                }
+            }
+            self.len.store(q.len, Ordering::Relaxed);
+        });
+        let mut it = taken.into_iter();
+        let first = it.next()?;
+        for g in it {
+            // SAFETY: taken off a run queue: runnable, saved, on no queue.
+            unsafe { thief.runq_push(g) };
         }
+        Some(first)
+    }
+
+    /// This P's stack cache.
+    ///
+    /// # Safety
+    /// Called by the M holding this P, on its system stack, and the borrow
+    /// ends before anything else can use the cache.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn cache(&self) -> &mut StackCache {
+        // SAFETY: the caller's guarantee.
+        unsafe { &mut *self.cache.get() }
     }
 }
 
@@ -170,7 +260,20 @@ impl std::error::Error for SpawnError {}
 pub struct Sched {
     pub config: Config,
     pub pool: StackPool,
-    p: UnsafeCell<P>,
+    /// The Ps: `config.procs` of them.
+    pub(crate) ps: Box<[P]>,
+    /// Runnable goroutines no P holds (overflow, and goroutines whose M
+    /// could not keep them).
+    global: Mutex<GQueue>,
+    global_len: AtomicUsize,
+    /// Idle Ms sleep here until work appears or the runtime ends.
+    idle: Mutex<()>,
+    idle_cv: Condvar,
+    nmidle: AtomicUsize,
+    /// Every M of the runtime (for the monitor), and the Ms (with their
+    /// g0s) whose threads ended: freed when the runtime ends.
+    pub(crate) ms: Mutex<Vec<usize>>,
+    retired: Mutex<Vec<(usize, usize)>>,
     gs: Mutex<GTable>,
     next_id: AtomicU64,
     alive: AtomicUsize,
@@ -180,9 +283,8 @@ pub struct Sched {
     bytes_copied: AtomicU64,
     peak_stack: AtomicUsize,
     pub(crate) running: AtomicBool,
-    /// The scan cycle in progress (touched only on the system stack of the
-    /// runtime's thread), and whether there is one.
-    pub(crate) cycle: UnsafeCell<Option<crate::scan::Cycle>>,
+    /// The scan cycle in progress, and whether there is one.
+    pub(crate) cycle: Mutex<Option<crate::scan::Cycle>>,
     pub(crate) cycle_active: AtomicBool,
     /// Starting size of new managed goroutines chosen by the last cycle
     /// (adaptive sizing), 0 before the first.
@@ -207,11 +309,17 @@ impl Sched {
     pub fn new(config: Config) -> Sched {
         Sched {
             pool: StackPool::new(config.debug),
+            ps: (0..config.procs.max(1))
+                .map(|i| P::new(i, config.procs > 1))
+                .collect(),
+            global: Mutex::new(GQueue::new()),
+            global_len: AtomicUsize::new(0),
+            idle: Mutex::new(()),
+            idle_cv: Condvar::new(),
+            nmidle: AtomicUsize::new(0),
+            ms: Mutex::new(Vec::new()),
+            retired: Mutex::new(Vec::new()),
             config,
-            p: UnsafeCell::new(P {
-                runq: GQueue::new(),
-                cache: StackCache::new(),
-            }),
             gs: Mutex::new(GTable {
                 all: Vec::new(),
                 free: Vec::new(),
@@ -225,7 +333,7 @@ impl Sched {
             bytes_copied: AtomicU64::new(0),
             peak_stack: AtomicUsize::new(0),
             running: AtomicBool::new(false),
-            cycle: UnsafeCell::new(None),
+            cycle: Mutex::new(None),
             cycle_active: AtomicBool::new(false),
             adaptive_start: AtomicUsize::new(0),
             last_cycle_in_use: AtomicUsize::new(0),
@@ -234,24 +342,87 @@ impl Sched {
         }
     }
 
-    /// The P of the thread running this Sched.
+    /// The P held by the calling thread's M.
     ///
     /// # Safety
-    /// Called on that thread, and the reference is dropped before anything
-    /// that could switch goroutines or call back into the scheduler.
-    #[allow(clippy::mut_from_ref)]
+    /// Called on a thread that runs this Sched (an M of it).
     #[inline]
-    pub(crate) unsafe fn p(&self) -> &mut P {
-        // SAFETY: see the Send/Sync argument above; the caller upholds it.
-        unsafe { &mut *self.p.get() }
+    pub(crate) unsafe fn cur_p(&self) -> &P {
+        let m = crate::m::current_m();
+        // SAFETY: the caller's guarantee: m is an M of this Sched, holding
+        // one of its Ps for its whole life.
+        unsafe { &*(*m).p }
     }
 
-    fn cache<'a>(&self, p: &'a mut P) -> Option<&'a mut StackCache> {
+    /// The calling M's stack cache, unless GSDEBUG says stacknocache.
+    ///
+    /// # Safety
+    /// As for [`P::cache`].
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn cache(&self) -> Option<&mut StackCache> {
         if self.config.debug.stacknocache {
             None
         } else {
-            Some(&mut p.cache)
+            // SAFETY: the caller's guarantee.
+            Some(unsafe { self.cur_p().cache() })
         }
+    }
+
+    /// Make `g` runnable on the calling M's P and wake an idle M.
+    ///
+    /// # Safety
+    /// `g` is live with its context saved and on no queue.
+    pub(crate) unsafe fn put_runnable(&self, g: *mut G) {
+        // SAFETY: the caller's guarantee; we run on an M of this Sched.
+        unsafe { self.cur_p().runq_push(g) };
+        self.wake_idle();
+    }
+
+    /// Wake one idle M if there is one (cheap when none is idle).
+    pub(crate) fn wake_idle(&self) {
+        if self.nmidle.load(Ordering::SeqCst) > 0 {
+            let _l = self.idle.lock().unwrap();
+            self.idle_cv.notify_one();
+        }
+    }
+
+    /// Wake every idle M (the runtime is ending).
+    fn wake_all(&self) {
+        let _l = self.idle.lock().unwrap();
+        self.idle_cv.notify_all();
+    }
+
+    fn any_work(&self) -> bool {
+        self.global_len.load(Ordering::Relaxed) > 0 || self.ps.iter().any(|p| p.runq_len() > 0)
+    }
+
+    /// A runnable goroutine for M `m`: its own P's queue, then the global
+    /// queue, then half of another P's.
+    fn find_runnable(&self, p: &P) -> Option<*mut G> {
+        if let Some(g) = p.runq_pop() {
+            return Some(g);
+        }
+        if self.global_len.load(Ordering::Relaxed) > 0 {
+            let mut gq = self.global.lock().unwrap();
+            let g = gq.pop();
+            self.global_len.store(gq.len, Ordering::Relaxed);
+            if g.is_some() {
+                return g;
+            }
+        }
+        let n = self.ps.len();
+        if n > 1 {
+            let start = crate::chan::fastrand() as usize % n;
+            for k in 0..n {
+                let victim = &self.ps[(start + k) % n];
+                if victim.id != p.id && victim.runq_len() > 0 {
+                    if let Some(g) = victim.steal_into(p) {
+                        return Some(g);
+                    }
+                }
+            }
+        }
+        None
     }
 
     pub fn stats(&self) -> Stats {
@@ -299,8 +470,9 @@ impl Sched {
     pub(crate) unsafe fn ready(&self, g: *mut G) {
         // SAFETY: the caller's guarantee.
         unsafe {
-            (*g).set_status(Status::Runnable);
-            self.p().runq.push(g);
+            // A scan may hold it for a moment: wait for the claim to go.
+            (*g).cas_status(Status::Waiting, Status::Runnable);
+            self.put_runnable(g);
         }
     }
 
@@ -339,11 +511,9 @@ impl Sched {
         // SAFETY: every G in `all` is live (freed only by teardown).
         let mut sum: usize = t.all.iter().map(|&g| unsafe { (*g).stack_size() }).sum();
         drop(t);
-        if self.cycle_active() {
-            // Old stacks whose free waits for the cycle's end still count.
-            // SAFETY: callers run on the system stack (check_accounting
-            // goes through systemstack).
-            sum += unsafe { self.cycle().delayed_bytes() };
+        // Old stacks whose free waits for the cycle's end still count.
+        if let Some(c) = self.cycle.lock().unwrap().as_ref() {
+            sum += c.delayed_bytes();
         }
         self.pool.check_accounting(sum)
     }
@@ -390,14 +560,12 @@ impl Sched {
             let gr = &mut *g;
             if let Some(stk) = gr.stack {
                 if stk.size() != want || gr.stack_kind != stack_kind {
-                    let p = self.p();
-                    stackfree(&self.pool, self.cache(p), stk);
+                    stackfree(&self.pool, self.cache(), stk);
                     gr.clear_stack();
                 }
             }
             if gr.stack.is_none() {
-                let p = self.p();
-                match stackalloc(&self.pool, self.cache(p), want, stack_kind) {
+                match stackalloc(&self.pool, self.cache(), want, stack_kind) {
                     Ok(stk) => {
                         gr.set_stack(stk);
                         gr.stack_kind = stack_kind;
@@ -451,7 +619,7 @@ impl Sched {
             gr.set_status(Status::Runnable);
             self.alive.fetch_add(1, Ordering::Relaxed);
             self.spawned.fetch_add(1, Ordering::Relaxed);
-            self.p().runq.push(g);
+            self.put_runnable(g);
         }
         Ok(g)
     }
@@ -482,7 +650,8 @@ impl Sched {
     /// Runs on g0.
     fn gfput(&self, g: *mut G) {
         let mut t = self.gs.lock().unwrap();
-        // SAFETY: g is dead and referenced by nobody else; on g0.
+        // SAFETY: g is dead and referenced by nobody else; on g0 of an M of
+        // this Sched.
         unsafe {
             if let Some(stk) = (*g).stack {
                 // Keep only stacks a new goroutine would get anyway (Go
@@ -493,8 +662,7 @@ impl Sched {
                     _ => round_to_pages(self.config.native_stack_size),
                 };
                 if t.free_with_stack >= MAX_FREE_STACKS || stk.size() != start {
-                    let p = self.p();
-                    stackfree(&self.pool, self.cache(p), stk);
+                    stackfree(&self.pool, self.cache(), stk);
                     (*g).clear_stack();
                 } else {
                     t.free_with_stack += 1;
@@ -509,21 +677,42 @@ impl Sched {
     /// after the scheduler returned.
     pub(crate) fn teardown(&self) {
         let mut t = self.gs.lock().unwrap();
-        // SAFETY: no goroutine runs any more; every G in `all` is dead and
-        // owned by the table; the P is ours (same thread, scheduler done).
+        // SAFETY: no goroutine runs any more and every M but the caller's
+        // has exited; every G in `all` is dead and owned by the table; the
+        // Ps' caches are no longer used by anyone else.
         unsafe {
             for &g in &t.all {
                 if let Some(stk) = (*g).stack {
-                    stackfree(&self.pool, self.cache(self.p()), stk);
+                    stackfree(&self.pool, None, stk);
                 }
                 drop(Box::from_raw(g));
             }
             t.all.clear();
             t.free.clear();
             t.free_with_stack = 0;
-            self.pool.flush_cache(&mut self.p().cache);
+            for p in self.ps.iter() {
+                self.pool.flush_cache(p.cache());
+            }
         }
         self.pool.release_free();
+    }
+
+    /// An M's thread ended: keep its M and g0 until the runtime ends (the
+    /// monitor may still look at the M).
+    pub(crate) fn retire_m(&self, m: *mut M, g0: *mut G) {
+        self.retired.lock().unwrap().push((m as usize, g0 as usize));
+    }
+
+    /// Free the retired Ms (Runtime::run, after the monitor stopped).
+    pub(crate) fn free_retired(&self) {
+        for (m, g0) in self.retired.lock().unwrap().drain(..) {
+            // SAFETY: boxed by m_thread, whose thread has ended; the
+            // monitor is stopped; nothing else holds them.
+            unsafe {
+                drop(Box::from_raw(m as *mut M));
+                drop(Box::from_raw(g0 as *mut G));
+            }
+        }
     }
 
     pub(crate) fn alive(&self) -> usize {
@@ -556,7 +745,8 @@ unsafe fn set_resumed(g: *mut G) {
         } else {
             Status::Running
         };
-        (*g).set_status(s);
+        // A scan may hold it for a moment: wait for the claim to go.
+        (*g).cas_status(Status::Runnable, s);
     }
 }
 
@@ -582,24 +772,44 @@ pub(crate) unsafe fn execute(m: *mut M, g: *mut G) -> ! {
 /// # Safety
 /// `m` is this thread's M and we are on its g0 stack.
 pub(crate) unsafe fn schedule(m: *mut M) -> ! {
-    // SAFETY: m is live; on g0 the P may be borrowed.
+    // SAFETY: m is live and we are on its g0.
     unsafe {
         let sched = &*(*m).sched;
+        let p = &*(*m).p;
         (*m).curg = ptr::null_mut();
-        if sched.gc_wanted.load(Ordering::Relaxed) && !sched.cycle_active() {
-            // Between goroutines every one is stopped: start a cycle whose
-            // workers run like any goroutine; nobody waits for it.
-            sched.gc_wanted.store(false, Ordering::Relaxed);
-            sched.start_background_cycle();
+        loop {
+            if sched.gc_wanted.load(Ordering::Relaxed) && !sched.cycle_active() {
+                // Start a cycle whose workers run like any goroutine (one
+                // per P); nobody waits for it.
+                sched.gc_wanted.store(false, Ordering::Relaxed);
+                sched.start_background_cycle();
+            }
+            if let Some(g) = sched.find_runnable(p) {
+                execute(m, g)
+            }
+            if sched.alive() == 0 {
+                // Every goroutine finished: this M leaves (Runtime::run's
+                // resumes where it entered the scheduler).
+                sched.wake_all();
+                gs_gogo(&(*(*m).g0).sched)
+            }
+            // Nothing to run: sleep until work appears.  Work is published
+            // before wake_idle takes the lock, and we look for it under the
+            // lock, so no wake-up is lost.
+            let mut l = sched.idle.lock().unwrap();
+            let idle = sched.nmidle.fetch_add(1, Ordering::SeqCst) + 1;
+            while !sched.any_work() && sched.alive() > 0 {
+                if idle == sched.ps.len() && sched.nmidle.load(Ordering::SeqCst) == sched.ps.len() {
+                    // Every M idle, goroutines left, nothing runnable, and
+                    // nothing outside the scheduler can wake them.
+                    drop(l);
+                    fatal("all goroutines are asleep - deadlock!");
+                }
+                l = sched.idle_cv.wait(l).unwrap();
+            }
+            sched.nmidle.fetch_sub(1, Ordering::SeqCst);
+            drop(l);
         }
-        if let Some(g) = sched.p().runq.pop() {
-            execute(m, g)
-        }
-        if sched.alive() == 0 {
-            // Resume Runtime::run where it entered the scheduler.
-            gs_gogo(&(*(*m).g0).sched)
-        }
-        fatal("all goroutines are asleep - deadlock!")
     }
 }
 
@@ -611,10 +821,19 @@ pub(crate) unsafe fn schedule(m: *mut M) -> ! {
 #[inline]
 pub(crate) unsafe fn yield_switch(m: *mut M, g: *mut G) {
     unsafe {
-        let p = (*(*m).sched).p();
-        let Some(next) = p.runq.pop() else { return };
+        let sched = &*(*m).sched;
+        if sched.ps.len() > 1 {
+            // Another M could take g from the queue before its context is
+            // saved: go through g0, which queues it after saving.
+            if sched.any_work() {
+                crate::trampoline::mcall(g, gs_park_yield);
+            }
+            return;
+        }
+        let p = &*(*m).p;
+        let Some(next) = p.runq_pop() else { return };
         (*g).set_status(Status::Runnable);
-        p.runq.push(g);
+        p.runq_push(g);
         set_resumed(next);
         (*next).m = m;
         (*m).curg = next;
@@ -632,9 +851,10 @@ pub extern "C" fn gs_park_yield(g: *mut G) -> ! {
     unsafe {
         let m = (*g).m;
         (*g).set_status(Status::Runnable);
-        let p = (*(*m).sched).p();
-        let next = p.runq.pop();
-        p.runq.push(g);
+        let p = &*(*m).p;
+        let next = p.runq_pop();
+        p.runq_push(g);
+        (*(*m).sched).wake_idle();
         match next {
             Some(n) => execute(m, n),
             None => schedule(m),
@@ -658,8 +878,11 @@ pub extern "C" fn gs_goexit0(g: *mut G) -> ! {
         }
         (*g).waitreason = "";
         (*m).curg = ptr::null_mut();
-        sched.alive.fetch_sub(1, Ordering::Relaxed);
+        let left = sched.alive.fetch_sub(1, Ordering::SeqCst) - 1;
         sched.gfput(g);
+        if left == 0 {
+            sched.wake_all();
+        }
         schedule(m)
     }
 }

@@ -18,6 +18,7 @@ fn addr(f: unsafe extern "C" fn()) -> usize {
 
 fn rt(debug: DebugFlags) -> Runtime {
     Runtime::new(Config {
+        procs: 1,
         debug,
         gc_percent: 0,
         ..Config::default()

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 
 fn runtime(managed_stack_size: usize) -> Runtime {
     Runtime::new(Config {
+        procs: 1,
         managed_stack_size,
         debug: DebugFlags::default(),
         ..Config::default()
@@ -341,6 +342,7 @@ fn growth_and_forced_moves_keep_every_pointer() {
         let shared = Shared::new();
         let report = Arc::new(Mutex::new(None));
         let rt = Runtime::new(Config {
+            procs: 1,
             managed_stack_size: 2048,
             debug: DebugFlags {
                 stackpoison: true,

@@ -22,6 +22,7 @@ fn addr(f: unsafe extern "C" fn()) -> usize {
 
 fn rt_with(managed_stack: usize, debug: DebugFlags) -> Runtime {
     Runtime::new(Config {
+        procs: 1,
         managed_stack_size: managed_stack,
         debug,
         ..Config::default()
@@ -355,6 +356,7 @@ fn accounting_returns_to_baseline_after_thousands_of_grows() {
 fn overflow_past_the_limit_prints_the_message_and_traceback() {
     if common::is_child() {
         let r = Runtime::new(Config {
+            procs: 1,
             max_stack_size: 64 * 1024,
             debug: DebugFlags::default(),
             ..Config::default()

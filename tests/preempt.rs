@@ -17,6 +17,7 @@ fn a_spinning_managed_goroutine_is_preempted() {
     let out = Arc::new(Mutex::new(None));
     let (f2, o2) = (flag.clone(), out.clone());
     let r = Runtime::new(Config {
+        procs: 1,
         debug: DebugFlags::default(),
         gc_percent: 0,
         ..Config::default()

@@ -19,6 +19,7 @@ fn addr(f: unsafe extern "C" fn()) -> usize {
 
 fn rt(debug: DebugFlags) -> Runtime {
     Runtime::new(Config {
+        procs: 1,
         debug,
         gc_percent: 0, // cycles only when the tests ask
         ..Config::default()
@@ -527,6 +528,7 @@ fn adaptive_start_picks_1k_for_tiny_goroutines() {
 #[test]
 fn the_automatic_trigger_runs_cycles_when_stack_memory_grows() {
     let r = Runtime::new(Config {
+        procs: 1,
         gc_percent: 100,
         debug: quiet(),
         ..Config::default()

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 fn rt() -> Runtime {
     Runtime::new(Config {
+        procs: 1,
         debug: DebugFlags::default(),
         // Exact goroutine counts below: no automatic scan cycles (their
         // workers are goroutines too).
@@ -318,6 +319,7 @@ fn run_inside_a_goroutine_is_refused() {
 #[test]
 fn efence_end_to_end() {
     let r = Runtime::new(Config {
+        procs: 1,
         debug: DebugFlags {
             efence: true,
             ..DebugFlags::default()

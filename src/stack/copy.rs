@@ -42,8 +42,9 @@ pub const MIN_LEGAL_POINTER: usize = 4096;
 /// Must hold when called, and why:
 /// - we run on the system stack (the allocator and the walk must not run
 ///   on a stack that is being moved);
-/// - `g` is stopped with its context in `g.sched` and its status is
-///   `Copystack`, so nobody else reads or writes its stack meanwhile;
+/// - `g` is stopped with its context in `g.sched` and owned by us: its
+///   status is `Copystack` (it is growing itself) or a scan claimed it, so
+///   nobody else reads or writes its stack meanwhile;
 /// - `newsize` is a power of two and holds the used part.
 ///
 /// A frame without a precise map (an imprecise frame) is a fatal error
@@ -56,7 +57,7 @@ pub const MIN_LEGAL_POINTER: usize = 4096;
 pub unsafe fn copystack(sched: &Sched, g: *mut G, newsize: usize) {
     // SAFETY: the caller guarantees g is stopped and ours.
     let gr = unsafe { &mut *g };
-    debug_assert_eq!(gr.status(), Status::Copystack);
+    debug_assert!(gr.status() == Status::Copystack || gr.is_claimed());
     let old = gr.stack.expect("copystack: goroutine has no stack");
     let sp = gr.sched.sp;
     if sp < old.lo || sp > old.hi {
@@ -74,13 +75,8 @@ pub unsafe fn copystack(sched: &Sched, g: *mut G, newsize: usize) {
     }
 
     // 1. Allocate the new stack (on g0: we are on the system stack).
-    // SAFETY: on the system stack, single owner of this M's P.
-    let p = unsafe { sched.p() };
-    let cache = if sched.config.debug.stacknocache {
-        None
-    } else {
-        Some(&mut p.cache)
-    };
+    // SAFETY: on the system stack of an M of this Sched: its P's cache.
+    let cache = unsafe { sched.cache() };
     let new = match stackalloc(&sched.pool, cache, newsize, StackKind::Movable) {
         Ok(s) => s,
         Err(e) => fatal(&format!("copystack: goroutine {}: {e}", gr.id)),
@@ -219,13 +215,8 @@ pub unsafe fn copystack(sched: &Sched, g: *mut G, newsize: usize) {
     if sched.delay_free(old) {
         return;
     }
-    // SAFETY: on the system stack, single owner of this M's P.
-    let p = unsafe { sched.p() };
-    let cache = if sched.config.debug.stacknocache {
-        None
-    } else {
-        Some(&mut p.cache)
-    };
+    // SAFETY: on the system stack of an M of this Sched: its P's cache.
+    let cache = unsafe { sched.cache() };
     // SAFETY: `old` came from stackalloc on this pool and nothing refers
     // to it any more: every pointer into it was adjusted above.
     unsafe { stackfree(&sched.pool, cache, old) };

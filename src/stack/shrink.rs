@@ -78,12 +78,13 @@ pub unsafe fn shrink_unsafe_reason(g: &G) -> Option<&'static str> {
 /// cycle's delayed-free queue (seed 002) — inside copystack.
 ///
 /// # Safety
-/// On the system stack; `g` is stopped at `g.sched`, owned by the caller,
-/// and its status is `Copystack` (the caller sets it around the call).
+/// On the system stack; `g` is stopped at `g.sched` and owned by the
+/// caller: status `Copystack` (the caller sets it around the call) or
+/// claimed by a scan.
 pub unsafe fn shrinkstack(sched: &Sched, g: *mut G) -> Shrink {
     // SAFETY: the caller's guarantees.
     let gr = unsafe { &*g };
-    debug_assert_eq!(gr.status(), Status::Copystack);
+    debug_assert!(gr.status() == Status::Copystack || gr.is_claimed());
     if sched.config.debug.gcshrinkstackoff || !wants_shrink(gr) {
         return Shrink::NotNeeded;
     }

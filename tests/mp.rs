@@ -1,0 +1,167 @@
+//! Several Ps: goroutines run on several threads at once, idle ones steal
+//! work, channels and scan cycles work across threads, and a goroutine
+//! blocked on a channel is shrunk while senders run on another thread.
+
+use gstack::chan::{Chan, RawChan};
+use gstack::{Builder, Config, DebugFlags, Runtime};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+extern "C" {
+    fn gs_test_chan_recv();
+    fn gs_test_chan_send();
+    fn gs_test_rec();
+}
+
+fn addr(f: unsafe extern "C" fn()) -> usize {
+    f as *const () as usize
+}
+
+fn rt(procs: usize) -> Runtime {
+    Runtime::new(Config {
+        procs,
+        gc_percent: 0,
+        debug: DebugFlags {
+            stackpoison: true,
+            ..DebugFlags::default()
+        },
+        ..Config::default()
+    })
+}
+
+#[test]
+fn goroutines_run_on_every_p_and_all_finish() {
+    let threads = Arc::new(Mutex::new(HashSet::new()));
+    let done = Arc::new(AtomicUsize::new(0));
+    let (t2, d2) = (threads.clone(), done.clone());
+    let r = rt(2);
+    r.run(move || {
+        for _ in 0..2000 {
+            let (t, d) = (t2.clone(), d2.clone());
+            gstack::spawn(move || {
+                // Busy enough that the other M steals some of the queue.
+                let mut x = 0u64;
+                for i in 0..20_000u64 {
+                    x = x.wrapping_mul(31).wrapping_add(i);
+                }
+                std::hint::black_box(x);
+                t.lock().unwrap().insert(std::thread::current().id());
+                gstack::yield_now();
+                d.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+    });
+    assert_eq!(done.load(Ordering::Relaxed), 2000);
+    assert_eq!(threads.lock().unwrap().len(), 2, "both Ms ran goroutines");
+    let s = r.stats();
+    assert_eq!((s.stack_in_use, s.stack_sys, s.goroutines_alive), (0, 0, 0));
+}
+
+#[test]
+fn channel_pipeline_across_ps_delivers_every_value_in_order() {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let o2 = out.clone();
+    rt(2).run(move || {
+        let a: Chan<u64> = Chan::new(0);
+        let b: Chan<u64> = Chan::new(4);
+        let (a2, b2) = (a.clone(), b.clone());
+        gstack::spawn(move || {
+            for i in 1..=20_000u64 {
+                a2.send(i).unwrap();
+            }
+            a2.close().unwrap();
+        });
+        gstack::spawn(move || {
+            while let Some(v) = a.recv().unwrap() {
+                b2.send(v * 2).unwrap();
+            }
+            b2.close().unwrap();
+        });
+        let mut last = 0;
+        let mut n = 0u64;
+        let mut ok = true;
+        while let Some(v) = b.recv().unwrap() {
+            ok &= v == last + 2;
+            last = v;
+            n += 1;
+        }
+        o2.lock().unwrap().push((n, ok));
+    });
+    assert_eq!(*out.lock().unwrap(), vec![(20_000, true)]);
+}
+
+#[test]
+fn shrink_while_blocked_with_senders_on_another_thread() {
+    const N: usize = 300;
+    let out = Arc::new(Mutex::new(None));
+    let o2 = out.clone();
+    let r = rt(2);
+    r.run(move || {
+        let c = RawChan::new(8, 0);
+        let p = Arc::as_ptr(&c) as usize;
+        let recv = Builder::new()
+            .spawn_managed(addr(gs_test_chan_recv), &[3000, p, N])
+            .unwrap();
+        let send = Builder::new()
+            .spawn_managed(addr(gs_test_chan_send), &[2000, p, N])
+            .unwrap();
+        let mut cycles = 0;
+        while recv.result().is_none() || send.result().is_none() {
+            gstack::gc();
+            cycles += 1;
+            gstack::yield_now();
+        }
+        *o2.lock().unwrap() = Some((recv.result().unwrap(), send.result().unwrap(), cycles));
+        drop(c);
+    });
+    let (got, sent, cycles) = out.lock().unwrap().unwrap();
+    let n = N as u64;
+    assert_eq!(
+        got as u64,
+        n * (n + 1) * (2 * n + 1) / 6,
+        "every value, in order"
+    );
+    assert_eq!(sent, N);
+    assert!(cycles >= 1);
+    assert_eq!(r.stats().stack_in_use, 0);
+}
+
+#[test]
+fn scan_cycles_claim_goroutines_running_on_other_threads() {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let o2 = out.clone();
+    let r = rt(2);
+    r.run(move || {
+        let hs: Vec<_> = (0..200usize)
+            .map(|i| {
+                Builder::new()
+                    .spawn_managed(addr(gs_test_rec), &[(i * 37) % 2000, 0, 0, 50])
+                    .unwrap()
+            })
+            .collect();
+        let mut reports = Vec::new();
+        while hs.iter().any(|h| h.result().is_none()) {
+            reports.push(gstack::gc());
+        }
+        let bad: Vec<_> = hs
+            .iter()
+            .enumerate()
+            .filter(|(i, h)| {
+                let d = ((i * 37) % 2000) as u64;
+                h.result() != Some((3 * d * (d + 1) / 2 + d + 1) as usize)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        o2.lock().unwrap().push((
+            bad,
+            reports.len(),
+            reports.iter().map(|r| r.shrunk).sum::<usize>(),
+        ));
+    });
+    let (bad, cycles, _shrunk) = out.lock().unwrap().pop().unwrap();
+    assert!(bad.is_empty(), "wrong results: {bad:?}");
+    assert!(cycles >= 1);
+    let s = r.stats();
+    assert_eq!((s.stack_in_use, s.stack_sys), (0, 0));
+}
