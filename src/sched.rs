@@ -96,6 +96,8 @@ pub(crate) struct P {
     len: AtomicUsize,
     /// Used only by the M holding this P, on its system stack.
     cache: UnsafeCell<StackCache>,
+    /// The cache-flush epoch this P's cache was last flushed at.
+    flushed: AtomicU64,
 }
 
 // SAFETY: the queue is touched under `lock` when shared (several Ps), and
@@ -116,6 +118,7 @@ impl P {
             runq: UnsafeCell::new(GQueue::new()),
             len: AtomicUsize::new(0),
             cache: UnsafeCell::new(StackCache::new()),
+            flushed: AtomicU64::new(0),
         }
     }
 
@@ -294,6 +297,10 @@ pub struct Sched {
     last_cycle_in_use: AtomicUsize,
     cycles: AtomicU64,
     gc_wanted: AtomicBool,
+    /// Bumped at the end of every scan cycle: each M then flushes its P's
+    /// stack cache (only the owner may touch it), so that spans emptied by
+    /// the cycle's shrinks and frees can go back to the system.
+    flush_epoch: AtomicU64,
 }
 
 // SAFETY: the P (run queue, stack cache) is used only by the one thread
@@ -339,6 +346,7 @@ impl Sched {
             last_cycle_in_use: AtomicUsize::new(0),
             cycles: AtomicU64::new(0),
             gc_wanted: AtomicBool::new(false),
+            flush_epoch: AtomicU64::new(0),
         }
     }
 
@@ -481,6 +489,18 @@ impl Sched {
         self.last_cycle_in_use
             .store(self.pool.stats().in_use, Ordering::Relaxed);
         self.gc_wanted.store(false, Ordering::Relaxed);
+        self.flush_epoch.fetch_add(1, Ordering::Release);
+    }
+
+    /// Flush the calling M's stack cache if a cycle ended since it last
+    /// did.  On the M's system stack.
+    fn maybe_flush_cache(&self, p: &P) {
+        let e = self.flush_epoch.load(Ordering::Acquire);
+        if p.flushed.load(Ordering::Relaxed) != e {
+            p.flushed.store(e, Ordering::Relaxed);
+            // SAFETY: p is the calling M's own P, on its system stack.
+            self.pool.flush_cache(unsafe { p.cache() });
+        }
     }
 
     /// The automatic trigger: ask for a cycle when stack memory in use grew
@@ -778,6 +798,7 @@ pub(crate) unsafe fn schedule(m: *mut M) -> ! {
         let p = &*(*m).p;
         (*m).curg = ptr::null_mut();
         loop {
+            sched.maybe_flush_cache(p);
             if sched.gc_wanted.load(Ordering::Relaxed) && !sched.cycle_active() {
                 // Start a cycle whose workers run like any goroutine (one
                 // per P); nobody waits for it.

@@ -584,3 +584,33 @@ fn accounting_holds_through_spawn_grow_shrink_and_exit() {
     let s = r.stats();
     assert_eq!((s.stack_in_use, s.stack_cached, s.stack_sys), (0, 0, 0));
 }
+
+#[test]
+fn stack_caches_are_flushed_after_a_cycle_so_spans_can_go_back() {
+    let out = Arc::new(Mutex::new(None));
+    let o = out.clone();
+    rt(quiet()).run(move || {
+        // 40 goroutines grow to 16 KiB (pool spans) and park shallow; the
+        // cycle halves them, so their old 16 KiB stacks are freed.
+        let hs: Vec<_> = (0..40)
+            .map(|_| {
+                Builder::new()
+                    .spawn_managed(addr(gs_test_scenario), &[300, 0, 0, 0])
+                    .unwrap()
+            })
+            .collect();
+        for h in &hs {
+            common::park_until(h.id, 2);
+        }
+        let rep = gstack::gc();
+        gstack::yield_now(); // a scheduling point: the M flushes its cache
+        let after = gstack::stats().unwrap();
+        *o.lock().unwrap() = Some((rep.shrunk, after.stack_cached));
+        while hs.iter().any(|h| h.result().is_none()) {
+            gstack::yield_now();
+        }
+    });
+    let (shrunk, cached) = out.lock().unwrap().unwrap();
+    assert!(shrunk >= 40, "{shrunk}");
+    assert_eq!(cached, 0, "the cache was flushed back to the pool");
+}
