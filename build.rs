@@ -24,6 +24,8 @@ const REQUIRED: &[&str] = &[
     "GS_G_PARKRESULT",
     "GS_M_G0",
     "GS_M_CURG",
+    "GS_M_P",
+    "GS_P_STATE",
     "GS_STACK_PREEMPT",
     "GS_CTX_SP",
     "GS_CTX_PC",

@@ -333,6 +333,11 @@ gs_entersyscall:
         mov     w10, #GS_STATUS_SYSCALL
         add     x11, x0, #GS_G_STATUS
         stlr    w10, [x11]
+        /* Its P may now be handed to another M by the monitor. */
+        ldr     x11, [x0, #GS_G_M]
+        ldr     x11, [x11, #GS_M_P]
+        mov     w10, #GS_P_SYSCALL
+        stlr    w10, [x11]              /* GS_P_STATE is 0 */
         ret
 1:      bl      gs_fatal_entersyscall_sp
         brk     #0

@@ -351,6 +351,10 @@ gs_entersyscall:
         mov     rax, GS_STACK_PREEMPT
         mov     [rdi + GS_G_STACKGUARD0], rax
         mov     dword ptr [rdi + GS_G_STATUS], GS_STATUS_SYSCALL
+        /* Its P may now be handed to another M by the monitor. */
+        mov     rax, [rdi + GS_G_M]
+        mov     rax, [rax + GS_M_P]
+        mov     dword ptr [rax + GS_P_STATE], GS_P_SYSCALL
         ret
 1:      and     rsp, -16
         call    gs_fatal_entersyscall_sp@PLT

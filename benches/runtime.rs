@@ -1,6 +1,7 @@
 //! Channels, select, spawning, scan cycles and memory per goroutine, on one
-//! thread (one M with one P: every goroutine runs on the thread that calls
-//! `Runtime::run`).  The Go 1.19 side is `benches/go/runtime_test.go`.
+//! thread (`procs: 1`: one M with one P, every goroutine runs on the thread
+//! that calls `Runtime::run`).  The Go 1.19 side is
+//! `benches/go/runtime_test.go`.
 //!
 //! Timings (criterion, each timed inside a goroutine of a runtime with
 //! `gc_percent: 0`, so no automatic cycle adds its work):
@@ -23,10 +24,15 @@
 //!   managed goroutines parked in gs_test_rec at depth 3 (4 frames, yielding
 //!   whenever they run), throughput in goroutines.  Such goroutines are
 //!   *runnable*: every time a scan worker ends its 200 µs slice and yields,
-//!   all of them run once.
+//!   all of them run once (a native goroutine counts these rounds; the
+//!   report gives the rounds per cycle).
 //! * `gc/{10k,100k} chan-blocked` — the same over managed goroutines
 //!   blocked in gs_test_chan_recv on one channel (status Waiting, like
 //!   Go's goroutines blocked on a channel): the cost of the scan itself.
+//!   Without a root visitor a cycle does not walk frames (it only decides
+//!   on shrinking); `... root visitor` is `gc_visit` with a visitor that
+//!   counts slots: every goroutine's frames are walked, as a Go GC cycle
+//!   scans every stack.
 //!
 //! One-shot figures, printed (stderr) before criterion runs, each measured
 //! in a child process of its own so that the heap of one cannot serve the
@@ -42,17 +48,22 @@
 //!   (gs_test_scenario: gs_test_plain to depth 1500, back, then parked in
 //!   gs_test_leaf); stack memory before a cycle, after one, and after each
 //!   further one (one halving per cycle per goroutine) until nothing
-//!   shrinks.
+//!   shrinks; the share of stack_in_use (and of the RSS growth) returned.
+//! * `memory/shrink 10k from 64KiB chan-blocked` — the same with the
+//!   goroutines blocked in a channel receive (gs_test_chan_recv grows the
+//!   same way first): the shrinks without runnable goroutines running
+//!   between the workers' slices.
 //!
 //! The size of a G is not public: the per-goroutine heap is estimated as
 //! (RSS delta - stack memory mapped) / n.  (A scratch build printing
 //! `size_of::<G>()` at commit 2753aeb gave 448 bytes, `repr(C, align(64))`.)
 //!
 //! The `gc/...` runtimes live on a thread of their own for the whole bench
-//! function (their setup is built once, not per iteration); the runnable
-//! 100k ones cannot be brought to an end cheaply (each would have to use up
-//! its yields), so that thread and its goroutines are left parked until
-//! the process exits.  The report at the end lists the medians and the
+//! function (their setup is built once, not per iteration).  The
+//! chan-blocked goroutines end when their channel is closed; the runnable
+//! ones (`gc/... parked`) cannot be brought to an end cheaply (each would
+//! have to use up its yields, and their round counter never ends), so that
+//! thread and its goroutines are left parked until the process exits.  The report at the end lists the medians and the
 //! targets (stderr).
 
 use criterion::{black_box, Criterion, Throughput};
@@ -77,8 +88,11 @@ fn addr(f: unsafe extern "C" fn()) -> usize {
 /// Set in a child process: which one-shot measurement to run.
 const CHILD_ENV: &str = "GSTACK_RUNTIME_BENCH_CHILD";
 
+/// One P (every goroutine on the thread that calls `Runtime::run`), no
+/// debug modes, no automatic cycles.
 fn runtime() -> Runtime {
     Runtime::new(Config {
+        procs: 1,
         debug: DebugFlags::default(),
         gc_percent: 0,
         ..Config::default()
@@ -97,6 +111,10 @@ fn in_goroutine(iters: u64, body: impl FnOnce(u64) -> Duration + Send + 'static)
 
 /// Per-call ns/iteration of every benchmark (for the report at the end).
 static SEEN: Mutex<BTreeMap<String, Vec<f64>>> = Mutex::new(BTreeMap::new());
+
+/// Per call, the rounds of all runnable goroutines run per cycle (gc/...
+/// parked).
+static ROUNDS: Mutex<BTreeMap<String, Vec<f64>>> = Mutex::new(BTreeMap::new());
 
 fn note(name: &str, iters: u64, d: Duration) -> Duration {
     SEEN.lock()
@@ -297,8 +315,8 @@ fn spawns(c: &mut Criterion) {
 /// A runtime on a thread of its own whose main goroutine builds a setup
 /// once, then times `n` scan cycles per request.
 struct GcServer {
-    req: Option<mpsc::Sender<u64>>,
-    resp: mpsc::Receiver<Duration>,
+    req: Option<mpsc::Sender<(u64, bool)>>,
+    resp: mpsc::Receiver<(Duration, u64)>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// Whether the thread ends (chan-blocked goroutines can be released)
     /// or is left parked (runnable yielders cannot end cheaply).
@@ -315,11 +333,23 @@ enum Parked {
 
 impl GcServer {
     fn start(n: usize, kind: Parked) -> GcServer {
-        let (req_tx, req_rx) = mpsc::channel::<u64>();
-        let (resp_tx, resp_rx) = mpsc::channel::<Duration>();
+        let (req_tx, req_rx) = mpsc::channel::<(u64, bool)>();
+        let (resp_tx, resp_rx) = mpsc::channel::<(Duration, u64)>();
         let thread = std::thread::spawn(move || {
             runtime().run(move || {
                 let chan = RawChan::new(8, 0);
+                // With runnable goroutines: a native one counting its
+                // turns, i.e. the rounds in which every runnable goroutine
+                // ran once (one FIFO run queue).
+                let rounds = Arc::new(std::sync::atomic::AtomicU64::new(0));
+                if kind == Parked::Yielding {
+                    let r2 = rounds.clone();
+                    gstack::spawn(move || loop {
+                        r2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        gstack::yield_now();
+                    });
+                }
+                let extra = (kind == Parked::Yielding) as usize;
                 for _ in 0..n {
                     let h = match kind {
                         // Depth 3, so many yields that they never run out.
@@ -335,19 +365,30 @@ impl GcServer {
                 }
                 gstack::yield_now(); // every one runs to where it parks
                 let alive = gstack::stats().unwrap().goroutines_alive;
-                assert_eq!(alive, n + 1);
+                assert_eq!(alive, n + 1 + extra);
                 // One untimed cycle.
                 let rep = gstack::gc();
                 assert!(rep.scanned >= n, "{:?}", rep.scanned);
-                resp_tx.send(Duration::ZERO).unwrap();
-                while let Ok(iters) = req_rx.recv() {
+                resp_tx.send((Duration::ZERO, 0)).unwrap();
+                while let Ok((iters, visit)) = req_rx.recv() {
+                    let r0 = rounds.load(std::sync::atomic::Ordering::Relaxed);
+                    let mut slots = 0usize;
                     let t = Instant::now();
                     for _ in 0..iters {
-                        black_box(gstack::gc());
+                        if visit {
+                            black_box(gstack::gc_visit(&mut |r| {
+                                slots += 1;
+                                black_box(r);
+                            }));
+                        } else {
+                            black_box(gstack::gc());
+                        }
                     }
+                    black_box(slots);
                     let d = t.elapsed();
-                    assert_eq!(gstack::stats().unwrap().goroutines_alive, n + 1);
-                    resp_tx.send(d).unwrap();
+                    let r = rounds.load(std::sync::atomic::Ordering::Relaxed) - r0;
+                    assert_eq!(gstack::stats().unwrap().goroutines_alive, n + 1 + extra);
+                    resp_tx.send((d, r)).unwrap();
                 }
                 match kind {
                     Parked::ChanBlocked => {
@@ -372,9 +413,17 @@ impl GcServer {
         }
     }
 
-    fn time(&self, iters: u64) -> Duration {
-        self.req.as_ref().unwrap().send(iters).unwrap();
-        self.resp.recv().unwrap()
+    /// Time `iters` cycles; note the rounds run in between under `name`.
+    fn time(&self, name: &str, iters: u64, visit: bool) -> Duration {
+        self.req.as_ref().unwrap().send((iters, visit)).unwrap();
+        let (d, rounds) = self.resp.recv().unwrap();
+        ROUNDS
+            .lock()
+            .unwrap()
+            .entry(name.to_string())
+            .or_default()
+            .push(rounds as f64 / iters.max(1) as f64);
+        d
     }
 }
 
@@ -398,19 +447,28 @@ fn cycles(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500));
     for kind in [Parked::ChanBlocked, Parked::Yielding] {
         for (n, name) in GC_SIZES {
-            let id = match kind {
-                Parked::Yielding => format!("{name} parked"),
-                Parked::ChanBlocked => format!("{name} chan-blocked"),
+            let (id, visit_id) = match kind {
+                Parked::Yielding => (format!("{name} parked"), None),
+                Parked::ChanBlocked => (
+                    format!("{name} chan-blocked"),
+                    Some(format!("{name} chan-blocked root visitor")),
+                ),
             };
             let full = format!("gc/{id}");
-            if !selected(&full) {
+            let visit_full = visit_id.as_ref().map(|v| format!("gc/{v}"));
+            if !selected(&full) && !visit_full.as_ref().is_some_and(|v| selected(v)) {
                 continue; // do not build 100k goroutines for nothing
             }
             let server = GcServer::start(n, kind);
             g.throughput(Throughput::Elements(n as u64));
             g.bench_function(id, |b| {
-                b.iter_custom(|iters| note(&full, iters, server.time(iters)))
+                b.iter_custom(|iters| note(&full, iters, server.time(&full, iters, false)))
             });
+            if let (Some(id), Some(full)) = (visit_id, visit_full) {
+                g.bench_function(id, |b| {
+                    b.iter_custom(|iters| note(&full, iters, server.time(&full, iters, true)))
+                });
+            }
             drop(server);
         }
     }
@@ -518,21 +576,42 @@ fn child_parked(start: usize) {
 }
 
 /// Child: 10,000 goroutines grow to 64 KiB and go back to shallow depth;
-/// stack memory before, after one cycle, after each further one.
-fn child_shrink() {
+/// stack memory before, after one cycle, after each further one.  With
+/// `blocked` false they park in gs_test_leaf (gs_test_scenario: runnable,
+/// yielding); with `blocked` true they wait in a channel receive
+/// (gs_test_chan_recv, which grows the same way first): the same shrinks
+/// without other goroutines running between the workers' slices.
+fn child_shrink(blocked: bool) {
     const N: usize = 10_000;
     const DEPTH: usize = 1500; // 32-byte frames: 48 KB used -> a 64 KiB stack
-    runtime().run(|| {
+    runtime().run(move || {
+        // A native goroutine that counts its turns: every goroutine is on
+        // one FIFO run queue, so its count is the number of rounds in which
+        // every runnable goroutine ran once.
+        let rounds = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let r2 = rounds.clone();
+        gstack::spawn(move || loop {
+            r2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            gstack::yield_now();
+        });
+        let rounds_now = || rounds.load(std::sync::atomic::Ordering::Relaxed);
+        let chan = RawChan::new(8, 0);
         let s0 = gstack::stats().unwrap();
         let rss0 = rss();
         let hs: Vec<_> = (0..N)
             .map(|_| {
-                Builder::new()
-                    .spawn_managed(addr(gs_test_scenario), &[DEPTH, 0, 0, 0])
-                    .unwrap()
+                if blocked {
+                    Builder::new().spawn_managed(
+                        addr(gs_test_chan_recv),
+                        &[DEPTH, Arc::as_ptr(&chan) as usize, 1],
+                    )
+                } else {
+                    Builder::new().spawn_managed(addr(gs_test_scenario), &[DEPTH, 0, 0, 0])
+                }
+                .unwrap()
             })
             .collect();
-        // Each grows, returns, and parks in gs_test_leaf (10,000 yields).
+        // Each grows, returns, and parks (gs_test_leaf has 10,000 yields).
         gstack::yield_now();
         gstack::yield_now();
         assert!(hs.iter().all(|h| h.result().is_none()), "all still parked");
@@ -544,8 +623,13 @@ fn child_shrink() {
         assert_eq!(s1.stack_peak, 64 << 10, "grew to 64 KiB");
         let grown = mine(&s1);
         eprintln!(
-            "  {N} goroutines grown to {} KiB (gs_test_plain depth {DEPTH}), back and parked in gs_test_leaf; {} copies",
+            "  {N} goroutines grown to {} KiB (gs_test_plain depth {DEPTH}) and back, {}; {} copies",
             s1.stack_peak >> 10,
+            if blocked {
+                "blocked in gs_test_chan_recv (waiting)"
+            } else {
+                "parked in gs_test_leaf (gs_test_scenario; runnable, yielding)"
+            },
             s1.stack_copies - s0.stack_copies
         );
         eprintln!(
@@ -559,20 +643,21 @@ fn child_shrink() {
         let mut after_one = None;
         loop {
             cycle += 1;
+            let r0 = rounds_now();
             let t = Instant::now();
             let rep = gstack::gc();
             let el = t.elapsed();
+            let turns = rounds_now() - r0;
             let s = gstack::stats().unwrap();
             let r = rss();
             let in_use = mine(&s);
             let back = 1.0 - in_use as f64 / grown as f64;
             if cycle == 1 {
-                after_one = Some(back);
+                after_one = Some((back, 1.0 - (r as f64 - rss0 as f64) / (rss1 as f64 - rss0 as f64)));
             }
             eprintln!(
-                "  after cycle {cycle}: shrunk {:>5}, freed {:>6.1} MiB, {:>6.2} ms ({:.0} ns/goroutine); stack_in_use {:>6.1} MiB ({:>5} B/goroutine, {:.1}% returned), stack_sys {:>6.1} MiB, VmRSS +{:.1} MiB",
+                "  after cycle {cycle}: shrunk {:>5} in {:>6.1} ms ({:>5.0} ns/goroutine, {turns:>3} rounds of the runnable goroutines in between); stack_in_use {:>5.1} MiB ({:>5} B/goroutine, {:>4.1}% returned), stack_sys {:>5.1} MiB, VmRSS +{:.1} MiB",
                 rep.shrunk,
-                mb(rep.freed as f64),
                 el.as_secs_f64() * 1e3,
                 el.as_nanos() as f64 / N as f64,
                 mb(in_use as f64),
@@ -587,27 +672,35 @@ fn child_shrink() {
                     .take(3)
                     .map(|h| gstack::inspect::stack_size(h.id).unwrap())
                     .collect();
+                let (one, one_rss) = after_one.unwrap();
+                let rss_back = 1.0 - (r as f64 - rss0 as f64) / (rss1 as f64 - rss0 as f64);
                 eprintln!(
-                    "  returned after one cycle {:.1}%, after all {:.1}% of stack_in_use (stacks now {sizes:?} B ...): {}",
-                    after_one.unwrap() * 100.0,
+                    "  returned: after one cycle {:.1}% of stack_in_use ({:.1}% of the RSS growth), after all {:.1}% ({:.1}% of RSS); stacks now {sizes:?} B ...: {}",
+                    one * 100.0,
+                    one_rss * 100.0,
                     back * 100.0,
+                    rss_back * 100.0,
                     if back >= 0.5 { "most of it came back" } else { "MOST OF IT DID NOT COME BACK" }
                 );
                 break;
             }
         }
         assert!(hs.iter().all(|h| h.result().is_none()), "all still parked");
-        // Their 10,000 remaining yields each would take seconds to run
-        // out; this child is done.
+        // The yielders' remaining yields would take seconds to run out,
+        // and the turn counter never ends: this child is done.
         let _ = std::io::Write::flush(&mut std::io::stderr());
         std::process::exit(0);
     });
 }
 
-const MEMORY: [(&str, &str); 3] = [
+const MEMORY: [(&str, &str); 4] = [
     ("memory/parked 2KiB start", "parked2048"),
     ("memory/parked 1KiB start", "parked1024"),
     ("memory/shrink 10k from 64KiB", "shrink"),
+    (
+        "memory/shrink 10k from 64KiB chan-blocked",
+        "shrink-blocked",
+    ),
 ];
 
 /// The benchmark filter criterion was given, if any (the first positional
@@ -643,10 +736,21 @@ fn filter() -> Option<String> {
     None
 }
 
-/// Whether `name` passes the filter (a substring match; criterion's own is
-/// a regex, which this approximates).
+/// Whether `name` passes the filter: a substring match, with a leading `^`
+/// and a trailing `$` anchoring it (criterion's own filter is a regex,
+/// which this approximates).
 fn selected(name: &str) -> bool {
-    filter().is_none_or(|f| name.contains(&f))
+    let Some(f) = filter() else { return true };
+    let (start, f) = f
+        .strip_prefix('^')
+        .map_or((false, f.as_str()), |r| (true, r));
+    let (end, f) = f.strip_suffix('$').map_or((false, f), |r| (true, r));
+    match (start, end) {
+        (true, true) => name == f,
+        (true, false) => name.starts_with(f),
+        (false, true) => name.ends_with(f),
+        (false, false) => name.contains(f),
+    }
 }
 
 fn memory_reports() -> Vec<String> {
@@ -680,14 +784,12 @@ fn memory_reports() -> Vec<String> {
 }
 
 fn report(memory: &[String]) {
-    let targets: [(&str, Option<f64>); 7] = [
+    let targets: [(&str, Option<f64>); 5] = [
         ("chan/unbuffered round trip", Some(100.0)),
         ("chan/buffered(64) send+recv", None),
         ("select/2 cases round trip", None),
         ("spawn+exit", None),
         ("spawn+exit managed", None),
-        ("gc/10k chan-blocked", None),
-        ("gc/100k chan-blocked", None),
     ];
     let mut lines = Vec::new();
     for (name, target) in targets {
@@ -703,14 +805,28 @@ fn report(memory: &[String]) {
         }
     }
     for (n, name) in GC_SIZES {
-        for kind in ["chan-blocked", "parked"] {
+        for kind in ["chan-blocked", "chan-blocked root visitor", "parked"] {
             let full = format!("gc/{name} {kind}");
             if let Some(ns) = median_ns(&full) {
-                lines.push(format!(
+                let mut l = format!(
                     "{full:<30} {:>9.3} ms per cycle, {:.1} ns/goroutine",
                     ns / 1e6,
                     ns / n as f64
-                ));
+                );
+                if let Some(r) = ROUNDS
+                    .lock()
+                    .unwrap()
+                    .get(&full)
+                    .filter(|_| kind == "parked")
+                {
+                    let mut r = r.clone();
+                    r.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                    l += &format!(
+                        ", {:.1} rounds of all {n} goroutines running per cycle",
+                        r[r.len() / 2]
+                    );
+                }
+                lines.push(l);
             }
         }
     }
@@ -729,7 +845,8 @@ fn main() {
     match std::env::var(CHILD_ENV).as_deref() {
         Ok("parked2048") => return child_parked(2048),
         Ok("parked1024") => return child_parked(1024),
-        Ok("shrink") => return child_shrink(),
+        Ok("shrink") => return child_shrink(false),
+        Ok("shrink-blocked") => return child_shrink(true),
         Ok(other) => panic!("unknown {CHILD_ENV}={other}"),
         Err(_) => {}
     }

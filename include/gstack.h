@@ -37,8 +37,8 @@
  *                            gs_result, gs_chan_make, gs_chan_len,
  *                            gs_chan_cap, gs_chan_free
  *   a thread of the runtime: gs_go, gs_go_managed, gs_id, gs_chan_close,
- *     (a goroutine, or the   gs_traceback, gs_dump_all, gs_gc, gs_gc_visit
- *     system stack inside
+ *     (a goroutine, or the   gs_traceback, gs_dump_all, gs_stack_size,
+ *     system stack inside    gs_gc, gs_gc_visit
  *     a libcall)
  *   a native goroutine:      gs_yield_now, gs_chan_send, gs_chan_recv,
  *     (operations that park) gs_chan_select
@@ -323,6 +323,10 @@ int gs_stats(gs_stats_t *out);
    *needed (if not NULL) = the full size with the NUL.  GS_ERANGE when
    truncated, GS_ESTALE for an unknown or finished goroutine. */
 int gs_traceback(uint64_t id, char *buf, size_t len, size_t *needed);
+
+/* The current stack size of goroutine `id` (a managed one's grows and
+   shrinks).  GS_ESTALE for an unknown or finished goroutine. */
+int gs_stack_size(uint64_t id, size_t *out);
 
 /* The tracebacks of every live goroutine, by id, as gs_traceback; same
    buffer rules. */

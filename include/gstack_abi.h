@@ -29,6 +29,13 @@
 #define GS_M_CURG          8   /* *G: the user G running on this M, or 0    */
 #define GS_M_MOREBUF_PC    16  /* usize: caller of the function that called morestack */
 #define GS_M_MOREBUF_SP    24  /* usize: its SP                             */
+#define GS_M_P             48  /* *P: the P this M holds (0 without one)    */
+
+/* ---- struct P (a processor) ----------------------------------------- */
+#define GS_P_STATE         0   /* u32: GS_P_RUNNING / GS_P_SYSCALL / GS_P_IDLE */
+#define GS_P_RUNNING       0
+#define GS_P_SYSCALL       1
+#define GS_P_IDLE          2
 
 /* Status values the asm writes. */
 #define GS_STATUS_SYSCALL  4

@@ -404,16 +404,20 @@ unsafe fn park(g: *mut G, reason: &'static str, locked: &[*const RawChan]) -> ! 
     // SAFETY: the caller's guarantee.
     unsafe {
         let gr = &mut *g;
+        // Read the M now: once the channels are unlocked another M may
+        // wake g and run it (and set g.m); nothing of g is touched after.
+        let m = gr.m;
         gr.parking_on_chan = true;
         gr.waitreason = reason;
         gr.set_status(Status::Waiting);
+        // Committed: from here a scan may claim it (it locks the channels
+        // itself before touching the sudogs).  As Go's chanparkcommit, the
+        // flag drops before the unlock.
+        gr.parking_on_chan = false;
         for &c in locked {
             (*c).unlock();
         }
-        // From here on a scan may claim it: its sudogs are queued and the
-        // channels unlocked.
-        gr.parking_on_chan = false;
-        sched::schedule(gr.m)
+        sched::schedule(m)
     }
 }
 

@@ -23,7 +23,8 @@
 //!   [`gs_chan_len`], [`gs_chan_cap`], [`gs_chan_free`];
 //! * a thread of the runtime (a goroutine, or the system stack inside a
 //!   libcall): [`gs_go`], [`gs_go_managed`], [`gs_id`], [`gs_chan_close`],
-//!   [`gs_traceback`], [`gs_dump_all`], [`gs_gc`], [`gs_gc_visit`];
+//!   [`gs_traceback`], [`gs_dump_all`], [`gs_stack_size`], [`gs_gc`],
+//!   [`gs_gc_visit`];
 //! * a native goroutine, on its own stack (operations that park):
 //!   [`gs_yield_now`], [`gs_chan_send`], [`gs_chan_recv`],
 //!   [`gs_chan_select`].
@@ -1494,6 +1495,24 @@ pub extern "C" fn gs_traceback(id: u64, buf: *mut c_char, len: usize, needed: *m
     })
 }
 
+/// `int gs_stack_size(uint64_t id, size_t *out)`: the current stack size
+/// of goroutine `id` (a managed one's grows and shrinks).  GS_ESTALE for
+/// an unknown or finished goroutine.  From a thread of the runtime.
+#[no_mangle]
+pub extern "C" fn gs_stack_size(id: u64, out: *mut usize) -> c_int {
+    catch(|| {
+        let rt = runtime()?;
+        if out.is_null() {
+            return fail(GS_EINVAL, "gs_stack_size: out is NULL");
+        }
+        here(&rt)?;
+        let n = crate::inspect::stack_size(id).or_else(|e| fail(GS_ESTALE, e))?;
+        // SAFETY: checked non-null; writable (the C contract).
+        unsafe { out.write(n) };
+        Ok(())
+    })
+}
+
 /// `int gs_dump_all(char *buf, size_t len, size_t *needed)`: the
 /// tracebacks of every live goroutine, by id, as `gs_traceback` gives them.
 #[no_mangle]
@@ -1527,16 +1546,25 @@ pub extern "C" fn gs_dump_all(buf: *mut c_char, len: usize, needed: *mut usize) 
 // Layout facts for the header drift test
 // ---------------------------------------------------------------------------
 
-/// `(struct, field, offset)` of every field of every struct shared with C,
-/// and `(struct, "sizeof", size)`: what tests/c_abi.rs compares with the
-/// numbers a C program compiled against include/gstack.h prints.
+/// `(struct, field, offset, size)` of every field of every struct shared
+/// with C, and `(struct, "sizeof", size, align)`: what tests/c_abi.rs
+/// compares with the numbers a C program compiled against
+/// include/gstack.h prints.
 #[doc(hidden)]
-pub fn layout() -> Vec<(&'static str, &'static str, usize)> {
-    use core::mem::{offset_of, size_of};
+pub fn layout() -> Vec<(&'static str, &'static str, usize, usize)> {
+    use core::mem::{align_of, offset_of, size_of};
+    fn size_of_field<T, F>(_: fn(&T) -> &F) -> usize {
+        size_of::<F>()
+    }
     macro_rules! fields {
         ($v:ident, $c:literal, $t:ty, [$($f:ident),*]) => {
-            $v.push(($c, "sizeof", size_of::<$t>()));
-            $($v.push(($c, stringify!($f), offset_of!($t, $f)));)*
+            $v.push(($c, "sizeof", size_of::<$t>(), align_of::<$t>()));
+            $($v.push((
+                $c,
+                stringify!($f),
+                offset_of!($t, $f),
+                size_of_field(|s: &$t| &s.$f),
+            ));)*
         };
     }
     let mut v = Vec::new();

@@ -11,6 +11,7 @@
 
 use crate::fatal::fatal;
 use crate::g::{Status, G, STACK_PREEMPT};
+use crate::sched;
 use crate::stack::shrink::shrinkstack;
 use crate::trampoline::gs_gogo;
 use core::sync::atomic::Ordering;
@@ -38,15 +39,39 @@ pub extern "C" fn gs_exitsyscall0(g: *mut G) -> ! {
                 gr.id, gr.sched.sp, gr.syscallsp
             ));
         }
+        let m = gr.m;
+        // Our P back, unless the monitor handed it to another M meanwhile;
+        // then any idle P.
+        let have_p = sched.keep_p_after_syscall(m) || sched.acquire_idle_p(m);
         // Out of the system call: a scan holding it (from the recorded
         // frame) must finish first.
-        gr.cas_status(Status::Syscall, Status::Running);
+        gr.cas_status(
+            Status::Syscall,
+            if have_p {
+                Status::Running
+            } else {
+                Status::Runnable
+            },
+        );
         gr.syscallsp = 0;
         gr.syscallpc = 0;
         gr.syscallfp = 0;
         sched.install_guard(gr);
         safe_point_work(g);
-        gs_gogo(&gr.sched)
+        if have_p {
+            (*m).note_running(g);
+            gs_gogo(&gr.sched)
+        }
+        // No P for this M: the goroutine goes to the global queue for
+        // whoever has one, and this M waits for a P.
+        (*m).curg = core::ptr::null_mut();
+        (*m).running.store(core::ptr::null_mut(), Ordering::Relaxed);
+        sched.put_global(g);
+        if sched.wait_for_p(m) {
+            sched::schedule(m)
+        }
+        // The runtime ended while we waited.
+        gs_gogo(&(*(*m).g0).sched)
     }
 }
 

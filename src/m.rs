@@ -24,8 +24,13 @@ pub struct M {
     pub id: u64,
     /// The runtime this thread works for.
     pub sched: *const Sched,
-    /// The P this M holds (for its whole life in this version).
-    pub(crate) p: *const crate::sched::P,
+    /// The P this M holds, or null (an M whose P was handed off while it
+    /// was in a system call).  Written by the M itself; read by the
+    /// monitor and by gs_entersyscall.
+    pub(crate) p: AtomicPtr<crate::sched::P>,
+    /// Made by the monitor to take over a P whose M was in a system call:
+    /// it ends when it runs out of work and an M waits for a P.
+    pub(crate) temporary: bool,
     /// For the monitor thread: the goroutine running now and a count of
     /// goroutine starts; a count that does not move for 10 ms means one
     /// goroutine has run that long.
@@ -42,7 +47,8 @@ impl M {
             morebuf_sp: 0,
             id: 0,
             sched,
-            p,
+            p: AtomicPtr::new(p as *mut crate::sched::P),
+            temporary: false,
             running: AtomicPtr::new(ptr::null_mut()),
             schedtick: AtomicU64::new(0),
         }

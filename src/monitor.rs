@@ -84,16 +84,25 @@ fn watch(w: &Watch, stop: &AtomicBool) {
                 e.2 = Instant::now();
                 continue;
             }
-            if e.2.elapsed() < PREEMPT_AFTER {
-                continue;
-            }
-            e.2 = Instant::now(); // ask again in 10 ms if it still runs
             let g = m.running.load(Ordering::Relaxed);
             if g.is_null() {
                 continue;
             }
-            // SAFETY: Gs are never freed while the runtime runs; `kind`
-            // does not change while a goroutine lives.
+            // In a system call for a tick or more: hand its P to another M
+            // so that the other goroutines go on running.
+            let p = m.p.load(Ordering::Relaxed);
+            // SAFETY: Gs live while the runtime runs; Ps as long as the
+            // Sched.
+            if !p.is_null() && unsafe { (*g).status() } == crate::g::Status::Syscall {
+                sched.retake(unsafe { &*p });
+                continue;
+            }
+            if e.2.elapsed() < PREEMPT_AFTER {
+                continue;
+            }
+            e.2 = Instant::now(); // ask again in 10 ms if it still runs
+                                  // SAFETY: Gs are never freed while the runtime runs; `kind`
+                                  // does not change while a goroutine lives.
             unsafe {
                 if (*g).kind == GKind::Managed {
                     (*g).preempt.store(true, Ordering::Relaxed);

@@ -149,6 +149,9 @@ impl Runtime {
             (*g0).m = m;
             (*g0).id = 0;
         }
+        self.sched.ps[0]
+            .owner
+            .store(m as usize, core::sync::atomic::Ordering::Release);
         self.sched.ms.lock().unwrap().push(m as usize);
         m::set_current_m(m);
         // On this thread's own stack: a system stack, so newproc may run here.
@@ -169,7 +172,7 @@ impl Runtime {
                         // SAFETY: run() joins this thread before the Sched
                         // can go away.
                         let sched = unsafe { &*(sched_addr as *const Sched) };
-                        m_thread(sched, i)
+                        m_thread(sched, Some(i))
                     })
                     .expect("gstack: cannot start an M thread")
             })
@@ -194,6 +197,15 @@ impl Runtime {
                 let _ = t.join();
             }
             monitor.stop();
+            loop {
+                let t = self.sched.temp_threads.lock().unwrap().pop();
+                match t {
+                    Some(t) => {
+                        let _ = t.join();
+                    }
+                    None => break,
+                }
+            }
         }
         m::set_current_m(ptr::null_mut());
         self.sched.ms.lock().unwrap().clear();
@@ -248,13 +260,18 @@ extern "C" fn mstart(m: *mut M) -> ! {
     ))
 }
 
-/// An extra M: a thread that holds P `i` and runs goroutines until every
-/// goroutine of the runtime has finished.
-fn m_thread(sched: &Sched, i: usize) {
+/// An extra M: a thread that holds P `i` (or, for a temporary M started
+/// by the monitor, an idle P) and runs goroutines until every goroutine of
+/// the runtime has finished (or, temporary, until it gives its P back).
+pub(crate) fn m_thread(sched: &Sched, i: Option<usize>) {
     let _alt = crate::signal::ensure_altstack();
     let (lo, hi) = thread_stack_bounds();
     let g0 = Box::into_raw(Box::new(G::new(GKind::G0)));
-    let m = Box::into_raw(Box::new(M::new(g0, sched, &sched.ps[i])));
+    let p = match i {
+        Some(i) => &sched.ps[i] as *const sched::P,
+        None => ptr::null(),
+    };
+    let m = Box::into_raw(Box::new(M::new(g0, sched, p)));
     // SAFETY: fresh allocations owned by this thread until it ends; the
     // boot context runs the scheduler on this thread's stack below the
     // point saved in g0.sched, to which the scheduler returns at the end.
@@ -262,7 +279,21 @@ fn m_thread(sched: &Sched, i: usize) {
         (*g0).stack_lo = lo;
         (*g0).stack_hi = hi;
         (*g0).m = m;
-        (*m).id = i as u64;
+        (*m).id = i.unwrap_or(usize::MAX) as u64;
+        if i.is_none() {
+            (*m).temporary = true;
+            if !sched.acquire_idle_p(m) {
+                // Its P was taken back already.
+                drop(Box::from_raw(m));
+                drop(Box::from_raw(g0));
+                return;
+            }
+        }
+        if let Some(i) = i {
+            sched.ps[i]
+                .owner
+                .store(m as usize, core::sync::atomic::Ordering::Release);
+        }
         sched.ms.lock().unwrap().push(m as usize);
         m::set_current_m(m);
         let boot = Context::new_goroutine(

@@ -165,6 +165,9 @@ extern "C" fn gc_park(g: *mut G) -> ! {
 /// Body of a worker goroutine.
 fn worker_main() {
     let g = m::current_g();
+    // A worker's own stack must never move while it works (seed 003).
+    // SAFETY: g is this worker's own live G.
+    unsafe { (*g).pins += 1 };
     loop {
         // SAFETY: g is this worker's own live G.
         let more = systemstack(|| unsafe { scan_batch(g) });
@@ -317,15 +320,11 @@ impl Sched {
         // at once): the cycle ends when the last of the n is done.
         self.with_cycle(|c| c.workers_left = n);
         for _ in 0..n {
-            let g = match self.newproc(Start::Native(Box::new(worker_main)), WORKER_STACK) {
+            let g = match self.newproc_unqueued(Start::Native(Box::new(worker_main)), WORKER_STACK)
+            {
                 Ok(g) => g,
                 Err(e) => fatal(&format!("scan cycle: cannot start a worker: {e}")),
             };
-            // SAFETY: g is fresh; nobody runs it before we return to the
-            // scheduler... or another M may already: pins is set before any
-            // scan can look (scans claim it first), and it is only read by
-            // the shrink predicate.
-            unsafe { (*g).pins += 1 };
             self.with_cycle(|c| {
                 c.workers.push(g);
                 // Next in line, the last spawned first: each worker's first
@@ -334,6 +333,9 @@ impl Sched {
                 let at = c.next.min(c.work.len());
                 c.work.insert(at, g);
             });
+            // Only now may it run (on any M).
+            // SAFETY: fresh, runnable, on no queue; on an M's system stack.
+            unsafe { self.put_runnable(g) };
         }
     }
 

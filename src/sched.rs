@@ -21,8 +21,13 @@ use crate::trampoline::{gs_goentry, gs_gogo};
 use crate::{Config, Stats};
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
+
+thread_local! {
+    /// Per-thread schedule count for the global queue's fairness check.
+    static GLOBAL_TICK: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+}
 
 /// Below this much stack in use the automatic trigger never fires.
 const GC_FLOOR: usize = 4 << 20;
@@ -81,6 +86,10 @@ impl GQueue {
     }
 }
 
+pub(crate) const P_RUNNING: u32 = 0;
+pub(crate) const P_SYSCALL: u32 = 1;
+pub(crate) const P_IDLE: u32 = 2;
+
 /// A processor: what a thread needs to run goroutines — a local run
 /// queue and a stack cache.  An M runs goroutines only while it holds a P
 /// (each M holds one P for its whole life in this version).
@@ -88,7 +97,14 @@ impl GQueue {
 /// With one P nobody else ever touches the queue, so it is used without a
 /// lock (the switch path stays a few loads and stores); with several, idle
 /// Ms steal from it, so it is taken under a spin lock.
+#[repr(C)]
 pub(crate) struct P {
+    /// P_RUNNING, P_SYSCALL (its M is in a system call: the monitor may
+    /// take it), or P_IDLE (held by no M).  First: gs_entersyscall writes
+    /// it (GS_P_STATE).
+    pub state: AtomicU32,
+    /// The M holding it (0 when idle).
+    pub owner: AtomicUsize,
     pub id: usize,
     shared: bool,
     lock: AtomicBool,
@@ -112,6 +128,8 @@ unsafe impl Send for GQueue {}
 impl P {
     fn new(id: usize, shared: bool) -> P {
         P {
+            state: AtomicU32::new(P_RUNNING),
+            owner: AtomicUsize::new(0),
             id,
             shared,
             lock: AtomicBool::new(false),
@@ -277,6 +295,11 @@ pub struct Sched {
     /// g0s) whose threads ended: freed when the runtime ends.
     pub(crate) ms: Mutex<Vec<usize>>,
     retired: Mutex<Vec<(usize, usize)>>,
+    /// Ps held by no M (handed off from an M in a system call), Ms that
+    /// wait for one, and the threads of temporary Ms.
+    idle_ps: Mutex<Vec<usize>>,
+    nspare: AtomicUsize,
+    pub(crate) temp_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     gs: Mutex<GTable>,
     next_id: AtomicU64,
     alive: AtomicUsize,
@@ -326,6 +349,9 @@ impl Sched {
             nmidle: AtomicUsize::new(0),
             ms: Mutex::new(Vec::new()),
             retired: Mutex::new(Vec::new()),
+            idle_ps: Mutex::new(Vec::new()),
+            nspare: AtomicUsize::new(0),
+            temp_threads: Mutex::new(Vec::new()),
             config,
             gs: Mutex::new(GTable {
                 all: Vec::new(),
@@ -359,7 +385,7 @@ impl Sched {
         let m = crate::m::current_m();
         // SAFETY: the caller's guarantee: m is an M of this Sched, holding
         // one of its Ps for its whole life.
-        unsafe { &*(*m).p }
+        unsafe { &*(*m).p.load(Ordering::Relaxed) }
     }
 
     /// The calling M's stack cache, unless GSDEBUG says stacknocache.
@@ -386,6 +412,30 @@ impl Sched {
         self.wake_idle();
     }
 
+    fn pop_global(&self) -> Option<*mut G> {
+        if self.global_len.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mut gq = self.global.lock().unwrap();
+        let g = gq.pop();
+        self.global_len.store(gq.len, Ordering::Relaxed);
+        g
+    }
+
+    /// Queue `g` on the global run queue (its M has no P) and wake an M.
+    ///
+    /// # Safety
+    /// `g` is runnable with its context saved and on no queue.
+    pub(crate) unsafe fn put_global(&self, g: *mut G) {
+        {
+            let mut q = self.global.lock().unwrap();
+            // SAFETY: the caller's guarantee.
+            unsafe { q.push(g) };
+            self.global_len.store(q.len, Ordering::Relaxed);
+        }
+        self.wake_all();
+    }
+
     /// Wake one idle M if there is one (cheap when none is idle).
     pub(crate) fn wake_idle(&self) {
         if self.nmidle.load(Ordering::SeqCst) > 0 {
@@ -407,16 +457,23 @@ impl Sched {
     /// A runnable goroutine for M `m`: its own P's queue, then the global
     /// queue, then half of another P's.
     fn find_runnable(&self, p: &P) -> Option<*mut G> {
+        // Now and then the global queue first, so that a busy local queue
+        // cannot starve it (Go looks every 61 schedules).
+        let tick = GLOBAL_TICK.with(|t| {
+            let v = t.get().wrapping_add(1);
+            t.set(v);
+            v
+        });
+        if tick % 61 == 0 {
+            if let Some(g) = self.pop_global() {
+                return Some(g);
+            }
+        }
         if let Some(g) = p.runq_pop() {
             return Some(g);
         }
-        if self.global_len.load(Ordering::Relaxed) > 0 {
-            let mut gq = self.global.lock().unwrap();
-            let g = gq.pop();
-            self.global_len.store(gq.len, Ordering::Relaxed);
-            if g.is_some() {
-                return g;
-            }
+        if let Some(g) = self.pop_global() {
+            return Some(g);
         }
         let n = self.ps.len();
         if n > 1 {
@@ -547,6 +604,16 @@ impl Sched {
     /// scheduler starts): it allocates stacks.  Reuses a dead G, and its
     /// stack when kind and size match.
     pub fn newproc(&self, start: Start, size: usize) -> Result<*mut G, SpawnError> {
+        let g = self.newproc_unqueued(start, size)?;
+        // SAFETY: g is fresh, runnable, on no queue; on an M's system stack.
+        unsafe { self.put_runnable(g) };
+        Ok(g)
+    }
+
+    /// [`Sched::newproc`] without putting the goroutine on a run queue: the
+    /// caller finishes its bookkeeping first, then publishes it with
+    /// `put_runnable` (once published, another M may run it at once).
+    pub(crate) fn newproc_unqueued(&self, start: Start, size: usize) -> Result<*mut G, SpawnError> {
         let (kind, stack_kind, want) = match start {
             Start::Native(_) => (GKind::Native, StackKind::Guarded, round_to_pages(size)),
             Start::Managed { .. } => (
@@ -639,7 +706,6 @@ impl Sched {
             gr.set_status(Status::Runnable);
             self.alive.fetch_add(1, Ordering::Relaxed);
             self.spawned.fetch_add(1, Ordering::Relaxed);
-            self.put_runnable(g);
         }
         Ok(g)
     }
@@ -717,6 +783,129 @@ impl Sched {
         self.pool.release_free();
     }
 
+    /// Whether some goroutine is in a system call now (it will come back
+    /// with work: not a deadlock).
+    fn any_in_syscall(&self) -> bool {
+        let ms = self.ms.lock().unwrap();
+        ms.iter().any(|&m| {
+            // SAFETY: listed Ms live until the runtime ends.
+            let g = unsafe { (*(m as *const M)).running.load(Ordering::Relaxed) };
+            // SAFETY: Gs are never freed while the runtime runs.
+            !g.is_null() && unsafe { (*g).status() } == Status::Syscall
+        })
+    }
+
+    /// The monitor: take P `p` from an M that has been in a system call
+    /// for a while, and start a temporary M to run its goroutines.
+    pub(crate) fn retake(&self, p: &P) {
+        if p.state
+            .compare_exchange(P_SYSCALL, P_IDLE, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            p.owner.store(0, Ordering::Release);
+            self.idle_ps.lock().unwrap().push(p as *const P as usize);
+            self.start_temporary_m();
+        }
+    }
+
+    /// Start an M that takes an idle P (or ends at once if none is left).
+    fn start_temporary_m(&self) {
+        let addr = self as *const Sched as usize;
+        let t = std::thread::Builder::new()
+            .name("gstack-m-temp".into())
+            .spawn(move || {
+                // SAFETY: Runtime::run joins every temporary M's thread
+                // before the Sched can go away.
+                let sched = unsafe { &*(addr as *const Sched) };
+                crate::runtime::m_thread(sched, None)
+            })
+            .expect("gstack: cannot start an M thread");
+        self.temp_threads.lock().unwrap().push(t);
+    }
+
+    /// An idle P for M `m`, if there is one: it now holds it.
+    pub(crate) fn acquire_idle_p(&self, m: *mut M) -> bool {
+        let mut ps = self.idle_ps.lock().unwrap();
+        while let Some(p) = ps.pop() {
+            // SAFETY: Ps live as long as the Sched.
+            let pr = unsafe { &*(p as *const P) };
+            if pr
+                .state
+                .compare_exchange(P_IDLE, P_RUNNING, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                pr.owner.store(m as usize, Ordering::Release);
+                // SAFETY: m is the calling thread's M.
+                unsafe { (*m).p.store(p as *mut P, Ordering::Relaxed) };
+                return true;
+            }
+        }
+        false
+    }
+
+    /// M `m` gives up its P (a temporary M ending): wake an M waiting for
+    /// one.
+    ///
+    /// # Safety
+    /// `m` is the calling thread's M, on its g0, holding a P.
+    unsafe fn release_p(&self, m: *mut M) {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            let p = (*m).p.swap(ptr::null_mut(), Ordering::AcqRel);
+            self.pool.flush_cache((*p).cache());
+            (*p).owner.store(0, Ordering::Release);
+            (*p).state.store(P_IDLE, Ordering::Release);
+            self.idle_ps.lock().unwrap().push(p as usize);
+        }
+        self.wake_all();
+    }
+
+    /// Whether M `m` still holds its P after being in a system call: the P
+    /// says so (back from SYSCALL to RUNNING by us), or it was taken.  A
+    /// taken P is forgotten (m.p = null).
+    ///
+    /// # Safety
+    /// `m` is the calling thread's M.
+    pub(crate) unsafe fn keep_p_after_syscall(&self, m: *mut M) -> bool {
+        // SAFETY: the caller's guarantee; Ps live as long as the Sched.
+        unsafe {
+            let p = (*m).p.load(Ordering::Relaxed);
+            if p.is_null() {
+                return false;
+            }
+            let kept = ((*p).state.load(Ordering::Acquire) == P_RUNNING
+                && (*p).owner.load(Ordering::Acquire) == m as usize)
+                || (*p)
+                    .state
+                    .compare_exchange(P_SYSCALL, P_RUNNING, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok();
+            if !kept {
+                (*m).p.store(ptr::null_mut(), Ordering::Relaxed);
+            }
+            kept
+        }
+    }
+
+    /// M `m` has no P (it was handed off while `m` was in a system call):
+    /// wait for an idle P, or for the end of the runtime.  Returns whether
+    /// it got one.
+    pub(crate) fn wait_for_p(&self, m: *mut M) -> bool {
+        self.nspare.fetch_add(1, Ordering::SeqCst);
+        let mut l = self.idle.lock().unwrap();
+        let got = loop {
+            if self.acquire_idle_p(m) {
+                break true;
+            }
+            if self.alive() == 0 {
+                break false;
+            }
+            l = self.idle_cv.wait(l).unwrap();
+        };
+        drop(l);
+        self.nspare.fetch_sub(1, Ordering::SeqCst);
+        got
+    }
+
     /// An M's thread ended: keep its M and g0 until the runtime ends (the
     /// monitor may still look at the M).
     pub(crate) fn retire_m(&self, m: *mut M, g0: *mut G) {
@@ -782,6 +971,12 @@ pub(crate) unsafe fn execute(m: *mut M, g: *mut G) -> ! {
         (*g).m = m;
         (*m).curg = g;
         (*m).note_running(g);
+        if (*g).syscallsp != 0 {
+            // It resumes inside its system call: its P may be handed off.
+            (*(*m).p.load(Ordering::Relaxed))
+                .state
+                .store(P_SYSCALL, Ordering::Release);
+        }
         gs_gogo(&(*g).sched)
     }
 }
@@ -795,9 +990,15 @@ pub(crate) unsafe fn schedule(m: *mut M) -> ! {
     // SAFETY: m is live and we are on its g0.
     unsafe {
         let sched = &*(*m).sched;
-        let p = &*(*m).p;
         (*m).curg = ptr::null_mut();
         loop {
+            // Back in the scheduler from a goroutine that parked inside a
+            // system call: our P is running again, or it was handed off
+            // and we wait for one.
+            if !sched.keep_p_after_syscall(m) && !sched.wait_for_p(m) {
+                gs_gogo(&(*(*m).g0).sched)
+            }
+            let p = &*(*m).p.load(Ordering::Relaxed);
             sched.maybe_flush_cache(p);
             if sched.gc_wanted.load(Ordering::Relaxed) && !sched.cycle_active() {
                 // Start a cycle whose workers run like any goroutine (one
@@ -814,13 +1015,22 @@ pub(crate) unsafe fn schedule(m: *mut M) -> ! {
                 sched.wake_all();
                 gs_gogo(&(*(*m).g0).sched)
             }
+            if (*m).temporary && sched.nspare.load(Ordering::SeqCst) > 0 {
+                // A temporary M out of work: give the P back to an M that
+                // waits for one, and end.
+                sched.release_p(m);
+                gs_gogo(&(*(*m).g0).sched)
+            }
             // Nothing to run: sleep until work appears.  Work is published
             // before wake_idle takes the lock, and we look for it under the
             // lock, so no wake-up is lost.
             let mut l = sched.idle.lock().unwrap();
             let idle = sched.nmidle.fetch_add(1, Ordering::SeqCst) + 1;
             while !sched.any_work() && sched.alive() > 0 {
-                if idle == sched.ps.len() && sched.nmidle.load(Ordering::SeqCst) == sched.ps.len() {
+                if idle == sched.ps.len()
+                    && sched.nmidle.load(Ordering::SeqCst) == sched.ps.len()
+                    && !sched.any_in_syscall()
+                {
                     // Every M idle, goroutines left, nothing runnable, and
                     // nothing outside the scheduler can wake them.
                     drop(l);
@@ -851,8 +1061,10 @@ pub(crate) unsafe fn yield_switch(m: *mut M, g: *mut G) {
             }
             return;
         }
-        let p = &*(*m).p;
-        let Some(next) = p.runq_pop() else { return };
+        let p = &*(*m).p.load(Ordering::Relaxed);
+        let Some(next) = sched.find_runnable(p) else {
+            return;
+        };
         (*g).set_status(Status::Runnable);
         p.runq_push(g);
         set_resumed(next);
@@ -872,7 +1084,7 @@ pub extern "C" fn gs_park_yield(g: *mut G) -> ! {
     unsafe {
         let m = (*g).m;
         (*g).set_status(Status::Runnable);
-        let p = &*(*m).p;
+        let p = &*(*m).p.load(Ordering::Relaxed);
         let next = p.runq_pop();
         p.runq_push(g);
         (*(*m).sched).wake_idle();

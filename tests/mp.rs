@@ -165,3 +165,66 @@ fn scan_cycles_claim_goroutines_running_on_other_threads() {
     let s = r.stats();
     assert_eq!((s.stack_in_use, s.stack_sys), (0, 0));
 }
+
+extern "C" {
+    fn gs_test_scenario();
+}
+
+struct Blocking {
+    flag: std::sync::atomic::AtomicBool,
+    seen: std::sync::atomic::AtomicBool,
+}
+
+/// Foreign code in a system call that blocks until another goroutine sets
+/// the flag (bounded: 5 s).
+extern "C" fn block_until_flag(arg: *mut core::ffi::c_void) -> usize {
+    // SAFETY: the test passes a live Arc<Blocking>.
+    let b = unsafe { &*(arg as *const Blocking) };
+    let t0 = std::time::Instant::now();
+    while !b.flag.load(Ordering::SeqCst) && t0.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    b.seen
+        .store(b.flag.load(Ordering::SeqCst), Ordering::SeqCst);
+    0
+}
+
+#[test]
+fn a_p_blocked_in_a_system_call_is_handed_to_another_m() {
+    // One P.  A managed goroutine sits in a system call until another
+    // goroutine sets a flag: only if the monitor hands the P to another M
+    // can that goroutine run meanwhile.
+    let b = Arc::new(Blocking {
+        flag: std::sync::atomic::AtomicBool::new(false),
+        seen: std::sync::atomic::AtomicBool::new(false),
+    });
+    let b2 = b.clone();
+    let out = Arc::new(Mutex::new(None));
+    let o2 = out.clone();
+    let r = rt(1);
+    r.run(move || {
+        let h = Builder::new()
+            .spawn_managed(
+                addr(gs_test_scenario),
+                &[
+                    10,
+                    1,
+                    block_until_flag as *const () as usize,
+                    Arc::as_ptr(&b2) as usize,
+                ],
+            )
+            .unwrap();
+        let b3 = b2.clone();
+        gstack::spawn(move || b3.flag.store(true, Ordering::SeqCst));
+        while h.result().is_none() {
+            gstack::yield_now();
+        }
+        *o2.lock().unwrap() = h.result();
+    });
+    assert!(
+        b.seen.load(Ordering::SeqCst),
+        "the flag was set while the syscall blocked"
+    );
+    assert_eq!(*out.lock().unwrap(), Some(1));
+    assert_eq!(r.stats().stack_in_use, 0);
+}

@@ -1,6 +1,12 @@
 // Go 1.19 side of gstack's benches/runtime.rs: channels, select, spawning,
 // GC cycles over parked goroutines, and memory per parked goroutine.
-// Run: cd benches/go && /usr/lib/go-1.19/bin/go test -run Parked -bench 'Chan|Select|Spawn|GCParked' -benchtime 2s -v
+// Run each group in a process of its own (dead goroutines are never freed
+// in Go, and every GC cycle visits them; see BenchmarkGCParked):
+//
+//	cd benches/go
+//	/usr/lib/go-1.19/bin/go test -run ParkedMemory -v
+//	/usr/lib/go-1.19/bin/go test -run '^$' -bench GCParked
+//	/usr/lib/go-1.19/bin/go test -run '^$' -bench 'Chan|Select|SpawnExit' -benchtime 2s
 package gstackbench
 
 import (
@@ -104,6 +110,36 @@ func BenchmarkSelect2RoundTrip(b *testing.B) {
 	}
 	b.StopTimer()
 	close(a)
+}
+
+// BenchmarkGCParked: one runtime.GC() with 10k / 100k goroutines blocked in
+// a channel receive (gstack: gc/{10k,100k} chan-blocked root visitor), on
+// GOMAXPROCS=1 (gstack's setting) and 2.  A Go cycle also marks the (small)
+// heap and sweeps; it scans every goroutine's stack.  Go never frees a g:
+// every goroutine that ever lived stays in allgs and is visited by every
+// cycle, so run this in a process of its own (TestParkedMemory leaves 100k
+// dead goroutines, BenchmarkSpawnExit/batch up to millions), and before
+// BenchmarkSpawnExit in this file.
+func BenchmarkGCParked(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		release := parkN(n)
+		for _, procs := range []int{1, 2} {
+			n, procs := n, procs
+			b.Run(fmt.Sprintf("%dk/procs=%d", n/1000, procs), func(b *testing.B) {
+				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+				runtime.GC()
+				b.ResetTimer()
+				t := time.Now()
+				for i := 0; i < b.N; i++ {
+					runtime.GC()
+				}
+				el := time.Since(t)
+				b.StopTimer()
+				b.ReportMetric(float64(el.Nanoseconds())/float64(b.N)/float64(n), "ns/goroutine")
+			})
+		}
+		release()
+	}
 }
 
 // BenchmarkSpawnExit: spawn a goroutine that returns at once.
@@ -218,30 +254,4 @@ func TestParkedMemory(t *testing.T) {
 		per(m0.StackInuse+m0.HeapInuse, m1.StackInuse+m1.HeapInuse), per(m0.Sys, m1.Sys))
 	fmt.Printf("  VmRSS %d KiB -> %d KiB: +%.0f B/goroutine\n", r0/1024, r1/1024, per(r0, r1))
 	release()
-}
-
-// BenchmarkGCParked: one runtime.GC() with 10k / 100k goroutines blocked in
-// a channel receive (gstack: gc/{10k,100k} chan-blocked), on GOMAXPROCS=1
-// (gstack's setting) and 2.  A Go cycle also marks the (small) heap and
-// sweeps; it scans every goroutine's stack.
-func BenchmarkGCParked(b *testing.B) {
-	for _, n := range []int{10_000, 100_000} {
-		release := parkN(n)
-		for _, procs := range []int{1, 2} {
-			n, procs := n, procs
-			b.Run(fmt.Sprintf("%dk/procs=%d", n/1000, procs), func(b *testing.B) {
-				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
-				runtime.GC()
-				b.ResetTimer()
-				t := time.Now()
-				for i := 0; i < b.N; i++ {
-					runtime.GC()
-				}
-				el := time.Since(t)
-				b.StopTimer()
-				b.ReportMetric(float64(el.Nanoseconds())/float64(b.N)/float64(n), "ns/goroutine")
-			})
-		}
-		release()
-	}
 }
