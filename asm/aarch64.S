@@ -131,12 +131,20 @@ gs_mcall:
         ldr     x9, [x9, #GS_M_G0]
         cmp     x9, x0
         b.eq    1f
+        /* On g's own stack only (see asm/x86_64.S). */
         mov     x10, sp
+        ldr     x11, [x0, #GS_G_STACK_LO]
+        cmp     x10, x11
+        b.lo    2f
+        ldr     x11, [x0, #GS_G_STACK_HI]
+        cmp     x10, x11
+        b.hs    2f
         str     x10, [x0, #(GS_G_SCHED + GS_CTX_SP)]
         str     x30, [x0, #(GS_G_SCHED + GS_CTX_PC)]
         SAVE_CALLEE x0, GS_G_SCHED
         ldr     x10, [x9, #(GS_G_SCHED + GS_CTX_SP)]
         mov     sp, x10
+        .cfi_undefined x30              /* g0 frames end here */
         mov     x29, #0
         mov     x30, #0
         blr     x1
@@ -145,6 +153,8 @@ gs_mcall:
         bl      gs_fatal_mcall_returned
         brk     #0
 1:      bl      gs_fatal_mcall_on_g0
+        brk     #0
+2:      bl      gs_fatal_mcall_off_stack
         brk     #0
         .cfi_endproc
         .size   gs_mcall, . - gs_mcall
@@ -382,6 +392,7 @@ gs_libcall:
         .cfi_offset x29, -32
         .cfi_offset x30, -24
         mov     x29, sp
+        .cfi_def_cfa_register x29       /* sp moves to g0 below */
         stp     x19, x20, [sp, #16]
         .cfi_offset x19, -16
         .cfi_offset x20, -8
@@ -412,6 +423,7 @@ gs_libcall:
         bl      gs_libcall_done
         ldr     x0, [sp], #16
         mov     sp, x20
+        .cfi_def_cfa sp, 32
         ldp     x19, x20, [sp, #16]
         ldp     x29, x30, [sp], #32
         .cfi_def_cfa_offset 0

@@ -152,12 +152,20 @@ gs_mcall:
         mov     rcx, [rcx + GS_M_G0]
         cmp     rcx, rdi
         je      1f
+        /* On g's own stack only: a context saved anywhere else (the system
+           stack, inside a root visitor or a libcall) would be resumed
+           after that stack was reused. */
+        cmp     rsp, [rdi + GS_G_STACK_LO]
+        jb      2f
+        cmp     rsp, [rdi + GS_G_STACK_HI]
+        jae     2f
         mov     rax, [rsp]
         mov     [rdi + GS_G_SCHED + GS_CTX_PC], rax
         lea     rax, [rsp + 8]
         mov     [rdi + GS_G_SCHED + GS_CTX_SP], rax
         SAVE_CALLEE rdi, GS_G_SCHED
         mov     rsp, [rcx + GS_G_SCHED + GS_CTX_SP]
+        .cfi_undefined rip              /* g0 frames end here */
         xor     ebp, ebp
         call    rsi
         /* fn returned: there is nothing to return to. rdi is gone; the
@@ -167,6 +175,9 @@ gs_mcall:
         ud2
 1:      and     rsp, -16                /* align for the call; no return */
         call    gs_fatal_mcall_on_g0@PLT
+        ud2
+2:      and     rsp, -16
+        call    gs_fatal_mcall_off_stack@PLT
         ud2
         .cfi_endproc
         .size   gs_mcall, . - gs_mcall

@@ -41,9 +41,10 @@
 
 #include "gstack_abi.h"
 
-/* Largest `frame` accepted: the frame plus its record and the argument
-   spill of the entry check must fit in the stack guard (928 bytes). */
-#define GS_MAX_LOCALS 800
+/* Largest `frame` accepted: what a call site's 64-bit pointer map can
+   describe (64 words), and the frame plus its record and the argument
+   spill of the entry check fit in the stack guard (928 bytes). */
+#define GS_MAX_LOCALS 512
 
 /* What GS_FUNC emits on both architectures: checks, the current frame
    size, the name, and the function record (whose largest-frame field is

@@ -45,7 +45,8 @@ pub const SELECT_SEND_CLOSED: usize = usize::MAX - 1;
 pub enum ChanError {
     /// Send on a closed channel, or close of a closed channel.
     Closed,
-    /// Not called from a goroutine of a running runtime.
+    /// Not called from a goroutine of a running runtime (or called on the
+    /// system stack: from a root visitor, or foreign code in a libcall).
     NotInGoroutine,
     /// A select with no cases and no default would block forever.
     EmptySelect,
@@ -306,7 +307,7 @@ impl RawChan {
     /// # Safety
     /// `elem` points at `elem_size` readable bytes, valid until it returns.
     pub unsafe fn send(&self, elem: *const u8) -> Result<(), ChanError> {
-        let g = m::current_g();
+        let g = m::current_g_on_stack();
         if g.is_null() {
             return Err(ChanError::NotInGoroutine);
         }
@@ -329,7 +330,7 @@ impl RawChan {
     /// `elem` is null or points at `elem_size` writable bytes, valid until
     /// it returns.
     pub unsafe fn recv(&self, elem: *mut u8) -> Result<bool, ChanError> {
-        let g = m::current_g();
+        let g = m::current_g_on_stack();
         if g.is_null() {
             return Err(ChanError::NotInGoroutine);
         }
@@ -568,7 +569,7 @@ pub unsafe fn select(
     cases: &[SelectCase],
     block: bool,
 ) -> Result<Option<(usize, bool)>, ChanError> {
-    let g = m::current_g();
+    let g = m::current_g_on_stack();
     if g.is_null() {
         return Err(ChanError::NotInGoroutine);
     }
@@ -650,7 +651,7 @@ pub extern "C" fn gs_select0(g: *mut G) -> ! {
                     (*s).success = true;
                     unlock_all(&order);
                     wake(s);
-                    resume(g, i, 0);
+                    resume(g, i, 1);
                 }
                 if inner.qcount < c.cap {
                     let at = inner.buf.as_mut_ptr().add(inner.sendx * c.elem_size);
@@ -658,23 +659,18 @@ pub extern "C" fn gs_select0(g: *mut G) -> ! {
                     inner.sendx = (inner.sendx + 1) % c.cap;
                     inner.qcount += 1;
                     unlock_all(&order);
-                    resume(g, i, 0);
+                    resume(g, i, 1);
                 }
-            } else {
-                let ready = !inner.sendq.first.is_null() || inner.qcount > 0 || inner.closed;
-                if ready {
-                    // try_recv unlocks `c` itself; release the others.
-                    let got = try_recv(c, cs.elem);
-                    for &o in order.iter().rev() {
-                        if o != cs.chan {
-                            (*o).unlock();
-                        }
-                    }
-                    match got {
-                        Some(ok) => resume(g, i, ok as usize),
-                        None => fatal("select: a ready receive found nothing"),
+            } else if let Some(ok) = try_recv(c, cs.elem) {
+                // try_recv unlocked `c` itself (it keeps the lock when it
+                // finds nothing: a waiting sender may be a select that
+                // already won elsewhere); release the others.
+                for &o in order.iter().rev() {
+                    if o != cs.chan {
+                        (*o).unlock();
                     }
                 }
+                resume(g, i, ok as usize);
             }
         }
         if !block {

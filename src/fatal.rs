@@ -81,6 +81,17 @@ pub extern "C" fn gs_fatal_mcall_returned(_g: *mut G) -> ! {
     fatal("mcall returned")
 }
 
+/// mcall was called off the goroutine's stack (on the system stack: from
+/// a root visitor, or foreign code in a libcall).
+#[no_mangle]
+pub extern "C" fn gs_fatal_mcall_off_stack(g: *mut G) -> ! {
+    // SAFETY: gs_mcall passes the goroutine it was given, a live G.
+    let id = unsafe { (*g).id };
+    fatal(&format!(
+        "goroutine {id}: a switch (yield, channel operation) was attempted off the goroutine's stack"
+    ))
+}
+
 /// mcall was called on g0: there is no goroutine to save.
 #[no_mangle]
 pub extern "C" fn gs_fatal_mcall_on_g0(_g: *mut G) -> ! {

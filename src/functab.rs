@@ -92,6 +92,14 @@ pub enum RegisterError {
         frame_size: u32,
         limit: u32,
     },
+    /// A call site's frame (plus its frame record) is larger than the
+    /// function's declared largest frame.
+    SiteFrameTooLarge {
+        name: String,
+        ret_offset: u32,
+        frame_size: u32,
+        func_frame: u32,
+    },
 }
 
 impl fmt::Display for RegisterError {
@@ -126,6 +134,10 @@ impl fmt::Display for RegisterError {
             FrameTooLarge { name, frame_size, limit } => write!(
                 f,
                 "{name}: frame of {frame_size} bytes exceeds the {limit}-byte limit set by the stack guard"
+            ),
+            SiteFrameTooLarge { name, ret_offset, frame_size, func_frame } => write!(
+                f,
+                "{name}: call site +{ret_offset:#x}: frame of {frame_size} bytes (+16 for its record) exceeds the function's {func_frame}-byte frame"
             ),
         }
     }
@@ -322,6 +334,14 @@ fn validate(d: FuncDesc) -> Result<FuncInfo, RegisterError> {
             if prev > ret_offset {
                 return Err(UnsortedCallSites { name, index });
             }
+        }
+        if cs.frame_size as u64 + 16 > d.frame_size as u64 {
+            return Err(SiteFrameTooLarge {
+                name,
+                ret_offset,
+                frame_size: cs.frame_size,
+                func_frame: d.frame_size,
+            });
         }
         if cs.frame_size % 8 != 0 {
             return Err(MisalignedFrame {

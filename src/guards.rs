@@ -12,7 +12,7 @@
 use crate::fatal::fatal;
 use crate::g::{Status, G, STACK_PREEMPT};
 use crate::sched;
-use crate::stack::shrink::shrinkstack;
+use crate::stack::shrink::{shrinkstack, Shrink};
 use crate::trampoline::gs_gogo;
 use core::sync::atomic::Ordering;
 
@@ -117,7 +117,11 @@ pub(crate) unsafe fn safe_point_work(g: *mut G) {
             let sched = &*(*gr.m).sched;
             let status = gr.status();
             gr.set_status(Status::Copystack);
-            shrinkstack(sched, g);
+            if let Shrink::Unsafe(_) = shrinkstack(sched, g) {
+                // Still unsafe here (pinned, say): keep the request for a
+                // later safe point.
+                gr.preempt_shrink = true;
+            }
             gr.set_status(status);
         }
     }

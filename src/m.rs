@@ -85,6 +85,26 @@ pub(crate) fn set_current_m(m: *mut M) {
     CURRENT_M.with(|c| c.set(m));
 }
 
+/// The user goroutine this thread runs, if the caller is on its stack
+/// (null outside a goroutine, and on the system stack: inside a root
+/// visitor or a libcall's foreign code, where switching goroutines would
+/// save a context on the system stack).
+#[inline(never)]
+pub fn current_g_on_stack() -> *mut G {
+    let g = current_g();
+    if g.is_null() {
+        return g;
+    }
+    let here = &g as *const *mut G as usize;
+    // SAFETY: a non-null current G is live while its M runs.
+    let (lo, hi) = unsafe { ((*g).stack_lo, (*g).stack_hi) };
+    if here >= lo && here < hi {
+        g
+    } else {
+        ptr::null_mut()
+    }
+}
+
 /// The user goroutine this thread is running, or null.
 #[inline(never)]
 pub fn current_g() -> *mut G {

@@ -139,7 +139,8 @@ pub fn move_stack(id: u64, newsize: usize) -> Result<(), String> {
         if gr.kind != GKind::Managed || !matches!(status, Status::Runnable | Status::Waiting) {
             return Err(format!("goroutine {id} is not a parked managed goroutine"));
         }
-        if !newsize.is_power_of_two() || newsize < gr.stack_hi - gr.sched.sp {
+        let used = gr.stack_hi - gr.sched.sp;
+        if !newsize.is_power_of_two() || newsize < used + crate::g::STACK_GUARD {
             return Err(format!("bad size {newsize} for goroutine {id}"));
         }
         gr.set_status(Status::Copystack);

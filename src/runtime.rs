@@ -441,7 +441,9 @@ pub fn spawn<F: FnOnce() + Send + 'static>(f: F) -> u64 {
 /// outside a goroutine.
 pub fn yield_now() {
     let m = m::current_m();
-    if m.is_null() {
+    if m.is_null() || m::current_g_on_stack().is_null() {
+        // Outside a goroutine, or on the system stack (a root visitor,
+        // foreign code in a libcall): nothing to yield.
         return;
     }
     // SAFETY: m is this thread's live M; we run on its curg's stack (user

@@ -537,7 +537,18 @@ impl Sched {
         unsafe {
             // A scan may hold it for a moment: wait for the claim to go.
             (*g).cas_status(Status::Waiting, Status::Runnable);
-            self.put_runnable(g);
+            let m = crate::m::current_m();
+            if !m.is_null()
+                && core::ptr::eq((*m).sched, self)
+                && !(*m).p.load(Ordering::Relaxed).is_null()
+            {
+                self.put_runnable(g);
+            } else {
+                // Woken from a thread that is not one of our Ms (a plain
+                // thread closing a channel, another runtime's goroutine):
+                // the global queue, under its lock.
+                self.put_global(g);
+            }
         }
     }
 
@@ -665,6 +676,16 @@ impl Sched {
                 }
             }
             gr.kind = kind;
+            gr.syscallsp = 0;
+            gr.syscallpc = 0;
+            gr.syscallfp = 0;
+            gr.libcallsp = 0;
+            gr.libcallpc = 0;
+            gr.libcallfp = 0;
+            gr.park_args = [0; 4];
+            gr.waiting = ptr::null_mut();
+            gr.param = ptr::null_mut();
+            gr.chan_wake = false;
             gr.pins = 0;
             gr.preempt.store(false, Ordering::Relaxed);
             gr.preempt_shrink = false;
@@ -1104,6 +1125,15 @@ pub extern "C" fn gs_goexit0(g: *mut G) -> ! {
     unsafe {
         let m = (*g).m;
         let sched = &*(*m).sched;
+        if (*g).syscallsp != 0 {
+            fatal_g(
+                g,
+                "exited inside a system call (entersyscall without exitsyscall)",
+            );
+        }
+        if (*g).pins != 0 {
+            fatal_g(g, &format!("exited with {} pins held", (*g).pins));
+        }
         (*g).set_status(Status::Dead);
         (*g).native_fn = None;
         if let Some(slot) = (*g).exit_slot.take() {

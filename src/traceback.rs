@@ -66,7 +66,7 @@ fn walk_into(gr: &G, out: &mut String) {
     // SAFETY: g is stopped (callers: checked status, or traceback_saved's
     // contract).
     let r = unsafe {
-        walk_g(gr, WalkStart::saved(gr), |f| {
+        walk_g(gr, WalkStart::stopped(gr), |f| {
             let mut l = format!("\t{}  sp={:#x} fp={:#x}", f.describe(), f.sp, f.fp);
             if !f.is_precise() {
                 l.push_str("  (imprecise: no stack map)");

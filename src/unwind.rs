@@ -44,6 +44,26 @@ pub struct WalkStart {
 }
 
 impl WalkStart {
+    /// Where a stopped goroutine's frames start: the record of the system
+    /// call or libcall it is in, else its saved context.
+    pub(crate) fn stopped(g: &crate::g::G) -> WalkStart {
+        if g.syscallsp != 0 {
+            WalkStart {
+                pc: g.syscallpc,
+                sp: g.syscallsp,
+                fp: g.syscallfp,
+            }
+        } else if g.libcallsp != 0 {
+            WalkStart {
+                pc: g.libcallpc,
+                sp: g.libcallsp,
+                fp: g.libcallfp,
+            }
+        } else {
+            WalkStart::saved(g)
+        }
+    }
+
     /// Where a goroutine stopped at a call site: its saved context.
     pub(crate) fn saved(g: &crate::g::G) -> WalkStart {
         WalkStart {

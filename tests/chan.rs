@@ -162,7 +162,7 @@ fn select_receives_sends_defaults_and_names_a_channel_twice() {
         got,
         vec![
             "Ok(None)",
-            "Ok(Some((1, false)))",
+            "Ok(Some((1, true)))",
             "Ok(Some((1, true))) 7",
             "twice 42",
             "Err(Closed)",

@@ -186,6 +186,16 @@ fn every_bad_registration_is_refused_with_its_error() {
             },
             "huge: frame of 4096 bytes exceeds the 896-byte limit set by the stack guard",
         ),
+        (
+            func("bigsite", b, 0x40, vec![site(0x20, 120, &[])]),
+            RegisterError::SiteFrameTooLarge {
+                name: "bigsite".into(),
+                ret_offset: 0x20,
+                frame_size: 120,
+                func_frame: 128,
+            },
+            "bigsite: call site +0x20: frame of 120 bytes (+16 for its record) exceeds the function's 128-byte frame",
+        ),
     ];
     for (desc, want, text) in cases {
         let name = desc.name.clone();
