@@ -30,11 +30,20 @@
 //!
 //! ## What runs where
 //!
-//! Every switch between goroutines passes through the thread's *system
-//! stack* (g0): the running goroutine's callee-saved registers, SP, PC and
-//! FP are saved in its `G` (`gs_mcall`), Rust code on g0 picks the next one,
-//! and `gs_gogo` restores it.  Stacks are allocated only on the system
-//! stack.  A goroutine's stack holds its own frames only.
+//! A runtime has `Config::procs` Ps (`GSMAXPROCS`, default the number of
+//! CPUs), each run by one thread (an M) with its own system stack (g0), a
+//! local run queue and a stack cache.  Switches that park, block or finish
+//! a goroutine pass through g0: the goroutine's callee-saved registers, SP,
+//! PC and FP are saved in its `G` (`gs_mcall`), Rust code on g0 picks the
+//! next one, and `gs_gogo` restores it.  (A native goroutine's `yield_now`
+//! on a single P switches straight to the next goroutine.)  Stacks are
+//! allocated only on system stacks.  A managed goroutine's stack holds its
+//! own frames only.  Goroutines move between threads: native code must
+//! not keep thread-local state across a yield or a channel operation.
+//!
+//! A goroutine that waits forever on a channel only a thread outside the
+//! runtime could complete is, like in Go, reported as a deadlock when
+//! nothing else can run.
 //!
 //! ## The frame ABI
 //!
