@@ -386,7 +386,7 @@ impl Builder {
 
     /// Spawn a managed goroutine: `entry` must be the start of a registered
     /// managed function; it is called as `entry(g, args...)` (at most
-    /// [`MAX_MANAGED_ARGS`] integer or pointer arguments) on a movable stack that starts at the
+    /// [`MAX_MANAGED_ARGS`](crate::MAX_MANAGED_ARGS) integer or pointer arguments) on a movable stack that starts at the
     /// runtime's `managed_stack_size` (or this builder's `stack_size`,
     /// rounded up to a power of two).
     pub fn spawn_managed(self, entry: usize, args: &[usize]) -> Result<Managed, SpawnError> {
