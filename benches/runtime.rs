@@ -56,7 +56,8 @@
 //!
 //! The size of a G is not public: the per-goroutine heap is estimated as
 //! (RSS delta - stack memory mapped) / n.  (A scratch build printing
-//! `size_of::<G>()` at commit 2753aeb gave 448 bytes, `repr(C, align(64))`.)
+//! `size_of::<G>()` at commits 2753aeb and 4be7a41 gave 448 bytes, `repr(C,
+//! align(64))`.)
 //!
 //! The `gc/...` runtimes live on a thread of their own for the whole bench
 //! function (their setup is built once, not per iteration).  The

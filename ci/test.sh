@@ -19,6 +19,7 @@ host() {
     cargo build --release --benches --examples
     echo "==== host: demo"
     cargo run --release --quiet --example demo >/dev/null
+    bash ci/c.sh host
 }
 
 aarch64() {
@@ -26,6 +27,7 @@ aarch64() {
     GSTACK_TEST_RUNNER="$QEMU" cargo test --all-features --target aarch64-unknown-linux-gnu
     echo "==== aarch64 (qemu): demo"
     cargo run --release --quiet --target aarch64-unknown-linux-gnu --example demo >/dev/null
+    bash ci/c.sh aarch64
 }
 
 case "$what" in

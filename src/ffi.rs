@@ -675,8 +675,11 @@ pub extern "C" fn gs_last_error_message() -> *const c_char {
 /// `int gs_config_default(gs_config *out)`: the defaults (procs from
 /// `GSMAXPROCS` or the number of CPUs, 64 KiB native stacks, 2 KiB managed
 /// start, 1 GB maximum, gc_percent 100, debug NULL = from `GSDEBUG`).
+///
+/// # Safety
+/// Each pointer argument is NULL or valid as `gstack.h` documents it.
 #[no_mangle]
-pub extern "C" fn gs_config_default(out: *mut GsConfig) -> c_int {
+pub unsafe extern "C" fn gs_config_default(out: *mut GsConfig) -> c_int {
     catch(|| {
         let c = Config::default();
         let v = GsConfig {
@@ -759,8 +762,11 @@ unsafe fn config_from(cfg: &GsConfig) -> Res<Config> {
 /// defaults).  GS_EBUSY if it exists already; GS_EINVAL for a bad config
 /// (the message says which field).  May be called again after
 /// `gs_shutdown`.
+///
+/// # Safety
+/// Each pointer argument is NULL or valid as `gstack.h` documents it.
 #[no_mangle]
-pub extern "C" fn gs_init(cfg: *const GsConfig) -> c_int {
+pub unsafe extern "C" fn gs_init(cfg: *const GsConfig) -> c_int {
     catch(|| {
         let config = if cfg.is_null() {
             Config::default()
@@ -784,8 +790,14 @@ pub extern "C" fn gs_init(cfg: *const GsConfig) -> c_int {
 /// main goroutine (a native one) on the calling thread; returns when it and
 /// every goroutine spawned since have finished.  GS_EBUSY while running
 /// (from a goroutine, or from another thread).  May be called again.
+///
+/// # Safety
+/// Each pointer argument is NULL or valid as `gstack.h` documents it.
 #[no_mangle]
-pub extern "C" fn gs_run(main: Option<extern "C" fn(*mut c_void)>, arg: *mut c_void) -> c_int {
+pub unsafe extern "C" fn gs_run(
+    main: Option<extern "C" fn(*mut c_void)>,
+    arg: *mut c_void,
+) -> c_int {
     catch(|| {
         let Some(main) = main else {
             return fail(GS_EINVAL, "gs_run: main is NULL");
@@ -854,8 +866,11 @@ pub extern "C" fn gs_shutdown() -> c_int {
 /// *id_out)`: spawn a native goroutine running `fn(arg)` on a fixed stack
 /// of `stack_size` bytes (0 = the config's `native_stack_size`).  `id_out`
 /// may be NULL.  From a thread of the runtime.
+///
+/// # Safety
+/// Each pointer argument is NULL or valid as `gstack.h` documents it.
 #[no_mangle]
-pub extern "C" fn gs_go(
+pub unsafe extern "C" fn gs_go(
     f: Option<extern "C" fn(*mut c_void)>,
     arg: *mut c_void,
     stack_size: usize,
@@ -895,8 +910,11 @@ pub extern "C" fn gs_go(
 /// movable stack starting at `stack_size` (0 = the runtime's current start
 /// size).  GS_ENOTMANAGED unless `entry` starts a registered function.
 /// With `id_out` non-NULL the result can be collected with `gs_result`.
+///
+/// # Safety
+/// Each pointer argument is NULL or valid as `gstack.h` documents it.
 #[no_mangle]
-pub extern "C" fn gs_go_managed(
+pub unsafe extern "C" fn gs_go_managed(
     entry: usize,
     args: *const usize,
     nargs: usize,
@@ -947,8 +965,11 @@ pub extern "C" fn gs_go_managed(
 /// managed goroutine `id` (spawned by `gs_go_managed` with an `id_out`).
 /// GS_EAGAIN while it runs; once GS_OK has been returned the id is
 /// released (a second call: GS_ESTALE).
+///
+/// # Safety
+/// Each pointer argument is NULL or valid as `gstack.h` documents it.
 #[no_mangle]
-pub extern "C" fn gs_result(id: u64, out: *mut usize) -> c_int {
+pub unsafe extern "C" fn gs_result(id: u64, out: *mut usize) -> c_int {
     catch(|| {
         runtime()?;
         if out.is_null() {
@@ -988,8 +1009,11 @@ pub extern "C" fn gs_yield_now() -> c_int {
 /// `int gs_id(uint64_t *out)`: the calling goroutine's id (the main
 /// goroutine is 1).  Inside a libcall: the id of the managed goroutine
 /// that made it.
+///
+/// # Safety
+/// Each pointer argument is NULL or valid as `gstack.h` documents it.
 #[no_mangle]
-pub extern "C" fn gs_id(out: *mut u64) -> c_int {
+pub unsafe extern "C" fn gs_id(out: *mut u64) -> c_int {
     catch(|| {
         let rt = runtime()?;
         if out.is_null() {
@@ -1012,8 +1036,11 @@ pub extern "C" fn gs_id(out: *mut u64) -> c_int {
 /// `int gs_chan_make(size_t elem_size, size_t cap, gs_chan *out)`: a
 /// channel of `cap` buffered elements (0 = unbuffered) of `elem_size`
 /// bytes (0 allowed, at most GS_MAX_CHAN_ELEM).  Any thread.
+///
+/// # Safety
+/// Each pointer argument is NULL or valid as `gstack.h` documents it.
 #[no_mangle]
-pub extern "C" fn gs_chan_make(elem_size: usize, cap: usize, out: *mut u64) -> c_int {
+pub unsafe extern "C" fn gs_chan_make(elem_size: usize, cap: usize, out: *mut u64) -> c_int {
     catch(|| {
         runtime()?;
         if out.is_null() {
@@ -1044,8 +1071,11 @@ pub extern "C" fn gs_chan_make(elem_size: usize, cap: usize, out: *mut u64) -> c
 /// `int gs_chan_send(gs_chan c, const void *elem)`: send the element at
 /// `elem`, waiting for a receiver or buffer room.  GS_ECLOSED on a closed
 /// channel.  From a native goroutine.
+///
+/// # Safety
+/// Each pointer argument is NULL or valid as `gstack.h` documents it.
 #[no_mangle]
-pub extern "C" fn gs_chan_send(c: u64, elem: *const c_void) -> c_int {
+pub unsafe extern "C" fn gs_chan_send(c: u64, elem: *const c_void) -> c_int {
     catch(|| {
         let rt = runtime()?;
         let ch = chans().get(c)?;
@@ -1063,8 +1093,11 @@ pub extern "C" fn gs_chan_send(c: u64, elem: *const c_void) -> c_int {
 /// (NULL discards the value), waiting for a value.  `*ok` (if `ok` is not
 /// NULL) is 1 for a value, 0 when the channel is closed and empty (`elem`
 /// is then zeroed).  From a native goroutine.
+///
+/// # Safety
+/// Each pointer argument is NULL or valid as `gstack.h` documents it.
 #[no_mangle]
-pub extern "C" fn gs_chan_recv(c: u64, elem: *mut c_void, ok: *mut c_int) -> c_int {
+pub unsafe extern "C" fn gs_chan_recv(c: u64, elem: *mut c_void, ok: *mut c_int) -> c_int {
     catch(|| {
         let rt = runtime()?;
         let ch = chans().get(c)?;
@@ -1095,8 +1128,11 @@ pub extern "C" fn gs_chan_close(c: u64) -> c_int {
 }
 
 /// `int gs_chan_len(gs_chan c, size_t *out)`: elements buffered now.
+///
+/// # Safety
+/// Each pointer argument is NULL or valid as `gstack.h` documents it.
 #[no_mangle]
-pub extern "C" fn gs_chan_len(c: u64, out: *mut usize) -> c_int {
+pub unsafe extern "C" fn gs_chan_len(c: u64, out: *mut usize) -> c_int {
     catch(|| {
         let ch = chan(c)?;
         // SAFETY: out is NULL (refused) or writable (the C contract).
@@ -1105,8 +1141,11 @@ pub extern "C" fn gs_chan_len(c: u64, out: *mut usize) -> c_int {
 }
 
 /// `int gs_chan_cap(gs_chan c, size_t *out)`: the channel's capacity.
+///
+/// # Safety
+/// Each pointer argument is NULL or valid as `gstack.h` documents it.
 #[no_mangle]
-pub extern "C" fn gs_chan_cap(c: u64, out: *mut usize) -> c_int {
+pub unsafe extern "C" fn gs_chan_cap(c: u64, out: *mut usize) -> c_int {
     catch(|| {
         let ch = chan(c)?;
         // SAFETY: as gs_chan_len.
@@ -1133,8 +1172,11 @@ pub extern "C" fn gs_chan_free(c: u64) -> c_int {
 /// not NULL) as for gs_chan_recv.  A case on GS_CHAN_NIL is never ready.
 /// With `block` 0 and no case ready: GS_EAGAIN (the default case).  A send
 /// case whose channel is closed: GS_ECLOSED.  From a native goroutine.
+///
+/// # Safety
+/// Each pointer argument is NULL or valid as `gstack.h` documents it.
 #[no_mangle]
-pub extern "C" fn gs_chan_select(
+pub unsafe extern "C" fn gs_chan_select(
     cases: *const GsSelectCase,
     n: usize,
     block: c_int,
@@ -1225,8 +1267,11 @@ pub extern "C" fn gs_chan_select(
 /// `int gs_register(const gs_func_desc *d)`: register a managed function
 /// (JIT or AOT output).  All of it is registered or nothing: GS_EREGISTER
 /// with the reason in `gs_last_error_message()`.  Any thread, any time.
+///
+/// # Safety
+/// Each pointer argument is NULL or valid as `gstack.h` documents it.
 #[no_mangle]
-pub extern "C" fn gs_register(d: *const GsFuncDesc) -> c_int {
+pub unsafe extern "C" fn gs_register(d: *const GsFuncDesc) -> c_int {
     catch(|| {
         if d.is_null() {
             return fail(GS_EINVAL, "gs_register: desc is NULL");
@@ -1313,8 +1358,14 @@ pub extern "C" fn gs_unregister(start: usize) -> c_int {
 /// already registered at the same address are skipped, so it is harmless
 /// where the library found them itself (static linking).  NULL, NULL: no
 /// declarations, GS_OK.
+///
+/// # Safety
+/// Each pointer argument is NULL or valid as `gstack.h` documents it.
 #[no_mangle]
-pub extern "C" fn gs_register_asm_section(start: *const c_void, stop: *const c_void) -> c_int {
+pub unsafe extern "C" fn gs_register_asm_section(
+    start: *const c_void,
+    stop: *const c_void,
+) -> c_int {
     catch(|| {
         let (a, b) = (start as usize, stop as usize);
         if a == 0 && b == 0 {
@@ -1424,8 +1475,11 @@ fn gc_check(rt: &Runtime) -> Res {
 /// `int gs_gc(gs_gc_report *out)`: run a scan cycle (shrinking the stacks
 /// that calmed down) and return when it is over.  `out` may be NULL.  From
 /// a native goroutine, or inside a libcall (where it runs in place).
+///
+/// # Safety
+/// Each pointer argument is NULL or valid as `gstack.h` documents it.
 #[no_mangle]
-pub extern "C" fn gs_gc(out: *mut GsGcReport) -> c_int {
+pub unsafe extern "C" fn gs_gc(out: *mut GsGcReport) -> c_int {
     catch(|| {
         let rt = runtime()?;
         gc_check(&rt)?;
@@ -1442,8 +1496,11 @@ pub extern "C" fn gs_gc(out: *mut GsGcReport) -> c_int {
 /// gs_gc_report *out)`: `gs_gc` calling `visit(root, ctx)` for every
 /// pointer slot of every managed goroutine's frames (on the system stack:
 /// `visit` must not call gs_* functions that park).
+///
+/// # Safety
+/// Each pointer argument is NULL or valid as `gstack.h` documents it.
 #[no_mangle]
-pub extern "C" fn gs_gc_visit(
+pub unsafe extern "C" fn gs_gc_visit(
     visit: Option<extern "C" fn(*const GsRoot, *mut c_void)>,
     ctx: *mut c_void,
     out: *mut GsGcReport,
@@ -1469,8 +1526,11 @@ pub extern "C" fn gs_gc_visit(
 
 /// `int gs_stats(gs_stats_t *out)`: the runtime's figures (the same as
 /// the Rust `Stats`).  Any thread, once initialised.
+///
+/// # Safety
+/// Each pointer argument is NULL or valid as `gstack.h` documents it.
 #[no_mangle]
-pub extern "C" fn gs_stats(out: *mut GsStats) -> c_int {
+pub unsafe extern "C" fn gs_stats(out: *mut GsStats) -> c_int {
     catch(|| {
         let rt = runtime()?;
         // SAFETY: out is NULL (refused) or writable (the C contract).
@@ -1483,8 +1543,16 @@ pub extern "C" fn gs_stats(out: *mut GsStats) -> c_int {
 /// and truncated to `len`; `*needed` (if not NULL) = the full size with the
 /// NUL.  GS_ERANGE if truncated, GS_ESTALE for an unknown or finished
 /// goroutine.  From a thread of the runtime.
+///
+/// # Safety
+/// Each pointer argument is NULL or valid as `gstack.h` documents it.
 #[no_mangle]
-pub extern "C" fn gs_traceback(id: u64, buf: *mut c_char, len: usize, needed: *mut usize) -> c_int {
+pub unsafe extern "C" fn gs_traceback(
+    id: u64,
+    buf: *mut c_char,
+    len: usize,
+    needed: *mut usize,
+) -> c_int {
     catch(|| {
         let rt = runtime()?;
         here(&rt)?;
@@ -1498,8 +1566,11 @@ pub extern "C" fn gs_traceback(id: u64, buf: *mut c_char, len: usize, needed: *m
 /// `int gs_stack_size(uint64_t id, size_t *out)`: the current stack size
 /// of goroutine `id` (a managed one's grows and shrinks).  GS_ESTALE for
 /// an unknown or finished goroutine.  From a thread of the runtime.
+///
+/// # Safety
+/// Each pointer argument is NULL or valid as `gstack.h` documents it.
 #[no_mangle]
-pub extern "C" fn gs_stack_size(id: u64, out: *mut usize) -> c_int {
+pub unsafe extern "C" fn gs_stack_size(id: u64, out: *mut usize) -> c_int {
     catch(|| {
         let rt = runtime()?;
         if out.is_null() {
@@ -1515,8 +1586,11 @@ pub extern "C" fn gs_stack_size(id: u64, out: *mut usize) -> c_int {
 
 /// `int gs_dump_all(char *buf, size_t len, size_t *needed)`: the
 /// tracebacks of every live goroutine, by id, as `gs_traceback` gives them.
+///
+/// # Safety
+/// Each pointer argument is NULL or valid as `gstack.h` documents it.
 #[no_mangle]
-pub extern "C" fn gs_dump_all(buf: *mut c_char, len: usize, needed: *mut usize) -> c_int {
+pub unsafe extern "C" fn gs_dump_all(buf: *mut c_char, len: usize, needed: *mut usize) -> c_int {
     catch(|| {
         let rt = runtime()?;
         let h = here(&rt)?;

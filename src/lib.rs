@@ -166,6 +166,7 @@ pub use runtime::Managed as ManagedHandle;
 pub use runtime::{
     check_accounting, current_id, goexit, run, spawn, stats, yield_now, Builder, Config, Managed,
     Runtime, Stats, DEFAULT_MANAGED_STACK, DEFAULT_MAX_STACK, DEFAULT_NATIVE_STACK,
+    MAX_MANAGED_ARGS,
 };
 pub use scan::{gc, gc_visit, GcReport, Root};
 pub use sched::SpawnError;

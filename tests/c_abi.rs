@@ -343,11 +343,11 @@ fn rust_type(t: &str) -> String {
     }
 }
 
-/// The `#[no_mangle] pub extern "C" fn gs_*` of src/ffi.rs.
+/// The `#[no_mangle] pub [unsafe] extern "C" fn gs_*` of src/ffi.rs.
 fn ffi_functions() -> BTreeMap<String, Sig> {
     let src = std::fs::read_to_string(format!("{ROOT}/src/ffi.rs")).unwrap();
     let mut out = BTreeMap::new();
-    let key = "pub extern \"C\" fn ";
+    let key = "extern \"C\" fn ";
     let mut from = 0;
     while let Some(i) = src[from..].find(key).map(|i| i + from) {
         let name_start = i + key.len();
@@ -355,9 +355,10 @@ fn ffi_functions() -> BTreeMap<String, Sig> {
         let name = src[name_start..open].trim().to_string();
         let (inner, after) = parens(&src, open);
         from = after;
-        let before = &src[..i];
-        let attrs = &before[before.len().saturating_sub(200)..];
-        if !name.starts_with("gs_") || !attrs.contains("#[no_mangle]") {
+        let line_start = src[..i].rfind('\n').map_or(0, |n| n + 1);
+        let head = src[line_start..i].trim();
+        let attr = src[..line_start].trim_end().ends_with("#[no_mangle]");
+        if !name.starts_with("gs_") || !attr || !(head == "pub" || head == "pub unsafe") {
             continue;
         }
         let tail = &src[after..after + src[after..].find('{').unwrap()];

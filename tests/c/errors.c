@@ -313,7 +313,7 @@ static uintptr_t in_libcall(void *arg)
     return 0;
 }
 
-static int visited, visitor_yield, visitor_send;
+static int visited, visitor_yield, visitor_send, visitor_gc;
 
 static void visitor(const gs_root *root, void *ctx)
 {
@@ -323,6 +323,7 @@ static void visitor(const gs_root *root, void *ctx)
     if (visited++ == 0) {
         visitor_yield = gs_yield_now();
         visitor_send = gs_chan_send(shared_chan, &x);
+        visitor_gc = gs_gc(NULL); /* a cycle is running: this one */
     }
 }
 
@@ -497,6 +498,7 @@ static void test_main(void *arg)
     TRUE(roots > 0 && (size_t)roots == r.roots);
     EXPECT(visitor_yield, GS_EFOREIGN);
     EXPECT(visitor_send, GS_EFOREIGN);
+    EXPECT(visitor_gc, GS_EBUSY);
 
     /* A libcall runs on the system stack too (see in_libcall). */
     uintptr_t sc_args[4] = { 10, 2, (uintptr_t)in_libcall, 0 };
