@@ -91,6 +91,28 @@ impl Sudog {
         is_select: bool,
         case: usize,
     ) -> *mut Sudog {
+        // Reuse the goroutine's spare sudog (kept by finish_wake) when it
+        // has one: a blocking send or receive then allocates nothing.
+        // SAFETY: g is the goroutine about to wait, stopped, ours on g0.
+        unsafe {
+            let spare = (*g).spare_sudog;
+            if !spare.is_null() {
+                (*g).spare_sudog = ptr::null_mut();
+                spare.write(Sudog {
+                    g,
+                    elem,
+                    chan,
+                    next: ptr::null_mut(),
+                    prev: ptr::null_mut(),
+                    waitlink: ptr::null_mut(),
+                    is_select,
+                    is_send,
+                    success: false,
+                    case,
+                });
+                return spare;
+            }
+        }
         Box::into_raw(Box::new(Sudog {
             g,
             elem,
@@ -311,6 +333,35 @@ impl RawChan {
         if g.is_null() {
             return Err(ChanError::NotInGoroutine);
         }
+        // Fast path, on our own stack (a native goroutine's never moves):
+        // done at once when a receiver waits or the buffer has room.
+        self.lock();
+        // SAFETY: locked; elem as the caller guarantees; a dequeued
+        // receiver's slot is valid until we wake it.
+        unsafe {
+            let inner = self.inner();
+            if inner.closed {
+                self.unlock();
+                return Err(ChanError::Closed);
+            }
+            if let Some(s) = inner.recvq.dequeue() {
+                self.copy(elem, (*s).elem);
+                (*s).success = true;
+                self.unlock();
+                wake(s);
+                return Ok(());
+            }
+            if inner.qcount < self.cap {
+                let at = inner.buf.as_mut_ptr().add(inner.sendx * self.elem_size);
+                self.copy(elem, at);
+                inner.sendx = (inner.sendx + 1) % self.cap;
+                inner.qcount += 1;
+                self.unlock();
+                return Ok(());
+            }
+        }
+        self.unlock();
+        // It must wait: on g0 (which looks again under the lock).
         // SAFETY: g is this thread's running goroutine, on its stack.
         unsafe {
             (*g).park_args = [self as *const RawChan as usize, elem as usize, 0, 0];
@@ -334,6 +385,16 @@ impl RawChan {
         if g.is_null() {
             return Err(ChanError::NotInGoroutine);
         }
+        // Fast path on our own stack: a value (or the closed state) is
+        // there already.
+        self.lock();
+        // SAFETY: locked (try_recv unlocks when it returns Some); elem as
+        // the caller guarantees.
+        if let Some(ok) = unsafe { try_recv(self, elem) } {
+            return Ok(ok);
+        }
+        self.unlock();
+        // It must wait: on g0 (which looks again under the lock).
         // SAFETY: g is this thread's running goroutine, on its stack.
         unsafe {
             (*g).park_args = [self as *const RawChan as usize, elem as usize, 0, 0];
@@ -779,7 +840,11 @@ pub(crate) unsafe fn finish_wake(g: *mut G) {
         let mut s = first;
         while !s.is_null() {
             let next = (*s).waitlink;
-            drop(Box::from_raw(s));
+            if gr.spare_sudog.is_null() {
+                gr.spare_sudog = s; // reused by its next wait
+            } else {
+                drop(Box::from_raw(s));
+            }
             s = next;
         }
     }

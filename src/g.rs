@@ -168,6 +168,8 @@ pub struct G {
     /// `waitlink`, in lock order), and the one that woke it.
     pub waiting: *mut crate::chan::Sudog,
     pub param: *mut crate::chan::Sudog,
+    /// A sudog kept for this goroutine's next wait (freed with the G).
+    pub spare_sudog: *mut crate::chan::Sudog,
     /// Woken from a channel wait: finish (dequeue the other cases of a
     /// select, release sudogs) before it resumes.
     pub chan_wake: bool,
@@ -195,6 +197,15 @@ impl ExitSlot {
         self.done
             .load(Ordering::Acquire)
             .then(|| self.value.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for G {
+    fn drop(&mut self) {
+        if !self.spare_sudog.is_null() {
+            // SAFETY: the spare was boxed by Sudog::new and is on no queue.
+            unsafe { drop(Box::from_raw(self.spare_sudog)) };
+        }
     }
 }
 
@@ -235,6 +246,7 @@ impl G {
             async_stopped: false,
             waiting: core::ptr::null_mut(),
             param: core::ptr::null_mut(),
+            spare_sudog: core::ptr::null_mut(),
             chan_wake: false,
             select_done: core::sync::atomic::AtomicU32::new(0),
             gc_request: None,
