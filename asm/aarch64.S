@@ -131,14 +131,15 @@ gs_mcall:
         ldr     x9, [x9, #GS_M_G0]
         cmp     x9, x0
         b.eq    1f
-        /* On g's own stack only (see asm/x86_64.S). */
+        /* On g's own stack only (see asm/x86_64.S): SP in [lo, hi] --
+           hi itself when a goroutine's entry function returned. */
         mov     x10, sp
         ldr     x11, [x0, #GS_G_STACK_LO]
         cmp     x10, x11
         b.lo    2f
         ldr     x11, [x0, #GS_G_STACK_HI]
         cmp     x10, x11
-        b.hs    2f
+        b.hi    2f
         str     x10, [x0, #(GS_G_SCHED + GS_CTX_SP)]
         str     x30, [x0, #(GS_G_SCHED + GS_CTX_PC)]
         SAVE_CALLEE x0, GS_G_SCHED
@@ -261,17 +262,18 @@ gs_goexit_pc:
  * is the managed caller's (pc = lr, sp = its SP, fp = its x29), so while g
  * is parked its stack holds managed frames only.
  */
-        .globl  gs_yield
-        .type   gs_yield, %function
+        .globl  gs_yield_impl
+        .hidden gs_yield_impl
+        .type   gs_yield_impl, %function
         .p2align 4
-gs_yield:
+gs_yield_impl:
         .cfi_startproc
         BTI_C
         adrp    x1, :got:gs_park_yield
         ldr     x1, [x1, #:got_lo12:gs_park_yield]
         b       gs_mcall
         .cfi_endproc
-        .size   gs_yield, . - gs_yield
+        .size   gs_yield_impl, . - gs_yield_impl
 
 /*
  * void gs_morestack(G *g)                  -- called by managed code
@@ -289,10 +291,11 @@ gs_yield:
  *   | f's locals ...       |
  *   |                      | <- sp       g->sched.sp; g->sched.pc = lr
  */
-        .globl  gs_morestack
-        .type   gs_morestack, %function
+        .globl  gs_morestack_impl
+        .hidden gs_morestack_impl
+        .type   gs_morestack_impl, %function
         .p2align 4
-gs_morestack:
+gs_morestack_impl:
         .cfi_startproc
         BTI_C
         ldr     x9, [x0, #GS_G_M]
@@ -313,7 +316,7 @@ gs_morestack:
 2:      bl      gs_fatal_morestack_in_libcall
         brk     #0
         .cfi_endproc
-        .size   gs_morestack, . - gs_morestack
+        .size   gs_morestack_impl, . - gs_morestack_impl
 
 /*
  * void gs_entersyscall(G *g)               -- called by managed code
@@ -322,10 +325,11 @@ gs_morestack:
  * stackguard0 to the preempt value and the status to Syscall (a release
  * store, after the record).  See asm/x86_64.S for the contract.
  */
-        .globl  gs_entersyscall
-        .type   gs_entersyscall, %function
+        .globl  gs_entersyscall_impl
+        .hidden gs_entersyscall_impl
+        .type   gs_entersyscall_impl, %function
         .p2align 4
-gs_entersyscall:
+gs_entersyscall_impl:
         .cfi_startproc
         BTI_C
         mov     x9, sp
@@ -352,24 +356,25 @@ gs_entersyscall:
 1:      bl      gs_fatal_entersyscall_sp
         brk     #0
         .cfi_endproc
-        .size   gs_entersyscall, . - gs_entersyscall
+        .size   gs_entersyscall_impl, . - gs_entersyscall_impl
 
 /*
  * void gs_exitsyscall(G *g)                -- called by managed code
  *
  * A tail call into gs_mcall with gs_exitsyscall0 (see asm/x86_64.S).
  */
-        .globl  gs_exitsyscall
-        .type   gs_exitsyscall, %function
+        .globl  gs_exitsyscall_impl
+        .hidden gs_exitsyscall_impl
+        .type   gs_exitsyscall_impl, %function
         .p2align 4
-gs_exitsyscall:
+gs_exitsyscall_impl:
         .cfi_startproc
         BTI_C
         adrp    x1, :got:gs_exitsyscall0
         ldr     x1, [x1, #:got_lo12:gs_exitsyscall0]
         b       gs_mcall
         .cfi_endproc
-        .size   gs_exitsyscall, . - gs_exitsyscall
+        .size   gs_exitsyscall_impl, . - gs_exitsyscall_impl
 
 /*
  * usize gs_libcall(G *g, usize (*fn)(void *), void *arg)   -- managed code
@@ -381,10 +386,11 @@ gs_exitsyscall:
  *   | x19, x20               |                 | result (16)     |
  *   | x29, x30               | <- x29 = x20    | fn's frames ... |
  */
-        .globl  gs_libcall
-        .type   gs_libcall, %function
+        .globl  gs_libcall_impl
+        .hidden gs_libcall_impl
+        .type   gs_libcall_impl, %function
         .p2align 4
-gs_libcall:
+gs_libcall_impl:
         .cfi_startproc
         BTI_C
         stp     x29, x30, [sp, #-32]!
@@ -431,7 +437,7 @@ gs_libcall:
 1:      bl      gs_fatal_libcall_stack
         brk     #0
         .cfi_endproc
-        .size   gs_libcall, . - gs_libcall
+        .size   gs_libcall_impl, . - gs_libcall_impl
 
 /*
  * void gs_asm_funcs_bounds(usize out[2])
@@ -482,9 +488,9 @@ GS_FUNC \name, 16
 GS_FUNC_END \name
 .endm
 
-        PARK_STUB gs_chansend, gs_chansend0
-        PARK_STUB gs_chanrecv, gs_chanrecv0
-        PARK_STUB gs_select, gs_select0
+        PARK_STUB gs_chansend_impl, gs_chansend0
+        PARK_STUB gs_chanrecv_impl, gs_chanrecv0
+        PARK_STUB gs_select_impl, gs_select0
 
 /*
  * u64 gs_test_callee_saved(void (*fn)(void *), void *arg, u64 seed)

@@ -158,7 +158,7 @@ gs_mcall:
         cmp     rsp, [rdi + GS_G_STACK_LO]
         jb      2f
         cmp     rsp, [rdi + GS_G_STACK_HI]
-        jae     2f
+        ja      2f
         mov     rax, [rsp]
         mov     [rdi + GS_G_SCHED + GS_CTX_PC], rax
         lea     rax, [rsp + 8]
@@ -281,15 +281,16 @@ gs_goexit_pc:
  * call, fp = its FP), so while g is parked its stack holds managed frames
  * only, and the unwinder starts at a registered call site.
  */
-        .globl  gs_yield
-        .type   gs_yield, @function
+        .globl  gs_yield_impl
+        .hidden gs_yield_impl
+        .type   gs_yield_impl, @function
         .p2align 4
-gs_yield:
+gs_yield_impl:
         .cfi_startproc
         mov     rsi, [rip + gs_park_yield@GOTPCREL]
         jmp     gs_mcall
         .cfi_endproc
-        .size   gs_yield, . - gs_yield
+        .size   gs_yield_impl, . - gs_yield_impl
 
 /*
  * void gs_morestack(G *g)                  -- called by managed code
@@ -309,10 +310,11 @@ gs_yield:
  *   | f's locals ...      |
  *   | ret into f          | <- rsp        g->sched.pc; g->sched.sp = rsp + 8
  */
-        .globl  gs_morestack
-        .type   gs_morestack, @function
+        .globl  gs_morestack_impl
+        .hidden gs_morestack_impl
+        .type   gs_morestack_impl, @function
         .p2align 4
-gs_morestack:
+gs_morestack_impl:
         .cfi_startproc
         mov     rax, [rdi + GS_G_M]
         cmp     rdi, [rax + GS_M_G0]
@@ -332,7 +334,7 @@ gs_morestack:
         call    gs_fatal_morestack_in_libcall@PLT
         ud2
         .cfi_endproc
-        .size   gs_morestack, . - gs_morestack
+        .size   gs_morestack_impl, . - gs_morestack_impl
 
 /*
  * void gs_entersyscall(G *g)               -- called by managed code
@@ -345,10 +347,11 @@ gs_morestack:
  * gs_exitsyscall reaches newstack (where it is a fatal error).  The SP must
  * lie inside the stack.  Runs no Rust code.
  */
-        .globl  gs_entersyscall
-        .type   gs_entersyscall, @function
+        .globl  gs_entersyscall_impl
+        .hidden gs_entersyscall_impl
+        .type   gs_entersyscall_impl, @function
         .p2align 4
-gs_entersyscall:
+gs_entersyscall_impl:
         .cfi_startproc
         lea     rcx, [rsp + 8]
         cmp     rcx, [rdi + GS_G_STACK_LO]
@@ -371,7 +374,7 @@ gs_entersyscall:
         call    gs_fatal_entersyscall_sp@PLT
         ud2
         .cfi_endproc
-        .size   gs_entersyscall, . - gs_entersyscall
+        .size   gs_entersyscall_impl, . - gs_entersyscall_impl
 
 /*
  * void gs_exitsyscall(G *g)                -- called by managed code
@@ -382,15 +385,16 @@ gs_entersyscall:
  * back to Running, does a pending shrink (a synchronous safe point), and
  * resumes the caller.
  */
-        .globl  gs_exitsyscall
-        .type   gs_exitsyscall, @function
+        .globl  gs_exitsyscall_impl
+        .hidden gs_exitsyscall_impl
+        .type   gs_exitsyscall_impl, @function
         .p2align 4
-gs_exitsyscall:
+gs_exitsyscall_impl:
         .cfi_startproc
         mov     rsi, [rip + gs_exitsyscall0@GOTPCREL]
         jmp     gs_mcall
         .cfi_endproc
-        .size   gs_exitsyscall, . - gs_exitsyscall
+        .size   gs_exitsyscall_impl, . - gs_exitsyscall_impl
 
 /*
  * usize gs_libcall(G *g, usize (*fn)(void *), void *arg)   -- managed code
@@ -409,10 +413,11 @@ gs_exitsyscall:
  *   | saved rbp              | <- rbp
  *   | saved rbx, r12         | <- r12 = rsp while away
  */
-        .globl  gs_libcall
-        .type   gs_libcall, @function
+        .globl  gs_libcall_impl
+        .hidden gs_libcall_impl
+        .type   gs_libcall_impl, @function
         .p2align 4
-gs_libcall:
+gs_libcall_impl:
         .cfi_startproc
         push    rbp
         .cfi_def_cfa_offset 16
@@ -455,7 +460,7 @@ gs_libcall:
 1:      call    gs_fatal_libcall_stack@PLT
         ud2
         .cfi_endproc
-        .size   gs_libcall, . - gs_libcall
+        .size   gs_libcall_impl, . - gs_libcall_impl
 
 /*
  * void gs_asm_funcs_bounds(usize out[2])
@@ -513,9 +518,9 @@ GS_FUNC \name, 16
 GS_FUNC_END \name
 .endm
 
-        PARK_STUB gs_chansend, gs_chansend0
-        PARK_STUB gs_chanrecv, gs_chanrecv0
-        PARK_STUB gs_select, gs_select0
+        PARK_STUB gs_chansend_impl, gs_chansend0
+        PARK_STUB gs_chanrecv_impl, gs_chanrecv0
+        PARK_STUB gs_select_impl, gs_select0
 
 /*
  * u64 gs_test_callee_saved(void (*fn)(void *), void *arg, u64 seed)

@@ -132,6 +132,7 @@ pub mod chan;
 #[cfg(feature = "cranelift")]
 pub mod cranelift;
 pub mod debug;
+mod exports;
 mod fatal;
 pub mod ffi;
 pub mod functab;

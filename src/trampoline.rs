@@ -47,8 +47,10 @@ extern "C" {
     pub fn gs_goexit_pc();
 
     /// Called by managed code whose entry check failed (see the asm).
+    #[link_name = "gs_morestack_impl"]
     pub fn gs_morestack(g: *mut G);
     /// Called by managed code to yield (see the asm).
+    #[link_name = "gs_yield_impl"]
     pub fn gs_yield(g: *mut G);
 
     /// Test helper, see the asm.
