@@ -91,29 +91,7 @@ impl Sudog {
         is_select: bool,
         case: usize,
     ) -> *mut Sudog {
-        // Reuse the goroutine's spare sudog (kept by finish_wake) when it
-        // has one: a blocking send or receive then allocates nothing.
-        // SAFETY: g is the goroutine about to wait, stopped, ours on g0.
-        unsafe {
-            let spare = (*g).spare_sudog;
-            if !spare.is_null() {
-                (*g).spare_sudog = ptr::null_mut();
-                spare.write(Sudog {
-                    g,
-                    elem,
-                    chan,
-                    next: ptr::null_mut(),
-                    prev: ptr::null_mut(),
-                    waitlink: ptr::null_mut(),
-                    is_select,
-                    is_send,
-                    success: false,
-                    case,
-                });
-                return spare;
-            }
-        }
-        Box::into_raw(Box::new(Sudog {
+        let value = Sudog {
             g,
             elem,
             chan,
@@ -124,7 +102,20 @@ impl Sudog {
             is_send,
             success: false,
             case,
-        }))
+        };
+        // Reuse the goroutine's spare sudog (kept by finish_wake) when it
+        // has one: a blocking send or receive then allocates nothing.
+        // SAFETY: g is the goroutine about to wait, stopped, ours on g0;
+        // its spare is a boxed sudog on no queue.
+        unsafe {
+            let spare = (*g).spare_sudog;
+            if !spare.is_null() {
+                (*g).spare_sudog = ptr::null_mut();
+                spare.write(value);
+                return spare;
+            }
+        }
+        Box::into_raw(Box::new(value))
     }
 }
 
