@@ -441,16 +441,16 @@ pub fn spawn<F: FnOnce() + Send + 'static>(f: F) -> u64 {
 /// outside a goroutine.
 pub fn yield_now() {
     let m = m::current_m();
-    if m.is_null() || m::current_g_on_stack().is_null() {
-        // Outside a goroutine, or on the system stack (a root visitor,
-        // foreign code in a libcall): nothing to yield.
+    if m.is_null() {
         return;
     }
-    // SAFETY: m is this thread's live M; we run on its curg's stack (user
-    // code never runs on g0), and the P borrow ends before the switch.
+    // SAFETY: m is this thread's live M, and its curg (if any) is live.
     unsafe {
         let g = (*m).curg;
-        if g.is_null() {
+        let here = &m as *const *mut M as usize;
+        if g.is_null() || here < (*g).stack_lo || here >= (*g).stack_hi {
+            // Outside a goroutine, or on the system stack (a root visitor,
+            // foreign code in a libcall): nothing to yield.
             return;
         }
         sched::yield_switch(m, g);

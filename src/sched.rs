@@ -24,11 +24,6 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
-thread_local! {
-    /// Per-thread schedule count for the global queue's fairness check.
-    static GLOBAL_TICK: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
-}
-
 /// Below this much stack in use the automatic trigger never fires.
 const GC_FLOOR: usize = 4 << 20;
 
@@ -114,6 +109,8 @@ pub(crate) struct P {
     cache: UnsafeCell<StackCache>,
     /// The cache-flush epoch this P's cache was last flushed at.
     flushed: AtomicU64,
+    /// Schedules on this P, for the global queue's fairness check.
+    tick: AtomicU32,
 }
 
 // SAFETY: the queue is touched under `lock` when shared (several Ps), and
@@ -137,6 +134,7 @@ impl P {
             len: AtomicUsize::new(0),
             cache: UnsafeCell::new(StackCache::new()),
             flushed: AtomicU64::new(0),
+            tick: AtomicU32::new(0),
         }
     }
 
@@ -458,12 +456,10 @@ impl Sched {
     /// queue, then half of another P's.
     fn find_runnable(&self, p: &P) -> Option<*mut G> {
         // Now and then the global queue first, so that a busy local queue
-        // cannot starve it (Go looks every 61 schedules).
-        let tick = GLOBAL_TICK.with(|t| {
-            let v = t.get().wrapping_add(1);
-            t.set(v);
-            v
-        });
+        // cannot starve it (Go looks every 61 schedules).  Only the P's
+        // holder counts: a plain load and store.
+        let tick = p.tick.load(Ordering::Relaxed).wrapping_add(1);
+        p.tick.store(tick, Ordering::Relaxed);
         if tick % 61 == 0 {
             if let Some(g) = self.pop_global() {
                 return Some(g);
@@ -1088,7 +1084,17 @@ pub(crate) unsafe fn yield_switch(m: *mut M, g: *mut G) {
         };
         (*g).set_status(Status::Runnable);
         p.runq_push(g);
-        set_resumed(next);
+        // One P means one M scheduling: no scan can hold `next` now (scans
+        // run on this M's g0, between goroutines), so plain stores do what
+        // set_resumed's compare-and-swap does.
+        if (*next).chan_wake {
+            crate::chan::finish_wake(next);
+        }
+        (*next).set_status(if (*next).syscallsp != 0 {
+            Status::Syscall
+        } else {
+            Status::Running
+        });
         (*next).m = m;
         (*m).curg = next;
         (*m).note_running(next);
