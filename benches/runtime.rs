@@ -69,11 +69,15 @@
 
 use criterion::{black_box, Criterion, Throughput};
 use gstack::chan::{select, Chan, RawChan};
-use gstack::{Builder, Config, DebugFlags, Runtime};
+use gstack::Builder;
 use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+#[path = "common/mod.rs"]
+mod common;
+use common::{in_goroutine, median_ns, note, runtime};
 
 extern "C" {
     fn gs_test_leaf();
@@ -89,52 +93,9 @@ fn addr(f: unsafe extern "C" fn()) -> usize {
 /// Set in a child process: which one-shot measurement to run.
 const CHILD_ENV: &str = "GSTACK_RUNTIME_BENCH_CHILD";
 
-/// One P (every goroutine on the thread that calls `Runtime::run`), no
-/// debug modes, no automatic cycles.
-fn runtime() -> Runtime {
-    Runtime::new(Config {
-        procs: 1,
-        debug: DebugFlags::default(),
-        gc_percent: 0,
-        ..Config::default()
-    })
-}
-
-/// Run `body(iters)` as the main goroutine of a fresh runtime and return
-/// the time it measured.
-fn in_goroutine(iters: u64, body: impl FnOnce(u64) -> Duration + Send + 'static) -> Duration {
-    let out = Arc::new(Mutex::new(Duration::ZERO));
-    let o = out.clone();
-    runtime().run(move || *o.lock().unwrap() = body(iters));
-    let d = *out.lock().unwrap();
-    d
-}
-
-/// Per-call ns/iteration of every benchmark (for the report at the end).
-static SEEN: Mutex<BTreeMap<String, Vec<f64>>> = Mutex::new(BTreeMap::new());
-
 /// Per call, the rounds of all runnable goroutines run per cycle (gc/...
 /// parked).
 static ROUNDS: Mutex<BTreeMap<String, Vec<f64>>> = Mutex::new(BTreeMap::new());
-
-fn note(name: &str, iters: u64, d: Duration) -> Duration {
-    SEEN.lock()
-        .unwrap()
-        .entry(name.to_string())
-        .or_default()
-        .push(d.as_nanos() as f64 / iters.max(1) as f64);
-    d
-}
-
-fn median_ns(name: &str) -> Option<f64> {
-    let seen = SEEN.lock().unwrap();
-    let mut v = seen.get(name)?.clone();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    Some(v[v.len() / 2])
-}
 
 // ---------------------------------------------------------------- channels
 

@@ -27,10 +27,13 @@
 //! keeps its spans).  The ratios are printed at the end (stderr).
 
 use criterion::{black_box, BenchmarkId, Criterion, Throughput};
-use gstack::{inspect, Builder, Config, DebugFlags, Runtime};
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use gstack::{inspect, Builder};
+
 use std::time::{Duration, Instant};
+
+#[path = "common/mod.rs"]
+mod common;
+use common::{in_goroutine, median_ns, note};
 
 extern "C" {
     fn gs_test_rec();
@@ -50,48 +53,6 @@ const DENSE_FRAME: usize = 80 + 16;
 /// What gs_test_rec returns for depth d: the sum of 3k+1 for k in 0..=d.
 fn rec_sum(d: usize) -> usize {
     3 * d * (d + 1) / 2 + d + 1
-}
-
-/// Run `body(iters)` as the main goroutine of a fresh runtime and return
-/// the time it measured.  Default config except: no debug modes, and no
-/// automatic scan cycle (`gc_percent: 0`), which would shrink the presized
-/// stacks and add its own work to the growth figures (a Go benchmark that
-/// does not allocate never runs a GC either).
-fn in_goroutine(iters: u64, body: impl FnOnce(u64) -> Duration + Send + 'static) -> Duration {
-    let out = Arc::new(Mutex::new(Duration::ZERO));
-    let o = out.clone();
-    Runtime::new(Config {
-        procs: 1,
-        debug: DebugFlags::default(),
-        gc_percent: 0,
-        ..Config::default()
-    })
-    .run(move || *o.lock().unwrap() = body(iters));
-    let d = *out.lock().unwrap();
-    d
-}
-
-/// Per-call ns/iteration of every benchmark, for the ratios printed at the
-/// end (the median of the calls, warm-up calls included).
-static SEEN: Mutex<BTreeMap<String, Vec<f64>>> = Mutex::new(BTreeMap::new());
-
-fn note(name: &str, iters: u64, d: Duration) -> Duration {
-    SEEN.lock()
-        .unwrap()
-        .entry(name.to_string())
-        .or_default()
-        .push(d.as_nanos() as f64 / iters.max(1) as f64);
-    d
-}
-
-fn median_ns(name: &str) -> Option<f64> {
-    let seen = SEEN.lock().unwrap();
-    let mut v = seen.get(name)?.clone();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    Some(v[v.len() / 2])
 }
 
 #[derive(Clone, Copy)]

@@ -9,28 +9,11 @@
 //! * `spawn+exit` — spawn a goroutine, run it to its end, recycle it.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use gstack::{Config, DebugFlags, Runtime};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn runtime() -> Runtime {
-    Runtime::new(Config {
-        procs: 1,
-        debug: DebugFlags::default(),
-        gc_percent: 0,
-        ..Config::default()
-    })
-}
-
-/// Run `body(iters)` as the main goroutine of a fresh runtime and return
-/// the time it measured.
-fn in_goroutine(iters: u64, body: fn(u64) -> Duration) -> Duration {
-    let out = Arc::new(Mutex::new(Duration::ZERO));
-    let o = out.clone();
-    runtime().run(move || *o.lock().unwrap() = body(iters));
-    let d = *out.lock().unwrap();
-    d
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::in_goroutine;
 
 fn benches(c: &mut Criterion) {
     c.bench_function("raw switch (mcall+gogo)", |b| {
