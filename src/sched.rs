@@ -963,16 +963,18 @@ fn round_to_pages(size: usize) -> usize {
 unsafe fn set_resumed(g: *mut G) {
     // SAFETY: the caller's guarantee.
     unsafe {
-        if (*g).chan_wake {
-            crate::chan::finish_wake(g);
-        }
         let s = if (*g).syscallsp != 0 {
             Status::Syscall
         } else {
             Status::Running
         };
-        // A scan may hold it for a moment: wait for the claim to go.
+        // A scan may hold it for a moment: wait for the claim to go.  Only
+        // then is it ours: finishing a channel wake-up touches its sudogs,
+        // which a scan that moves its stack adjusts.
         (*g).cas_status(Status::Runnable, s);
+        if (*g).chan_wake {
+            crate::chan::finish_wake(g);
+        }
     }
 }
 
