@@ -155,7 +155,8 @@ gs_mcall:
         brk     #0
 1:      bl      gs_fatal_mcall_on_g0
         brk     #0
-2:      bl      gs_fatal_mcall_off_stack
+2:      mov     x1, x10                 /* the sp we found, for the message */
+        bl      gs_fatal_mcall_off_stack
         brk     #0
         .cfi_endproc
         .size   gs_mcall, . - gs_mcall

@@ -176,7 +176,8 @@ gs_mcall:
 1:      and     rsp, -16                /* align for the call; no return */
         call    gs_fatal_mcall_on_g0@PLT
         ud2
-2:      and     rsp, -16
+2:      mov     rsi, rsp                /* the sp we found, for the message */
+        and     rsp, -16
         call    gs_fatal_mcall_off_stack@PLT
         ud2
         .cfi_endproc

@@ -460,6 +460,7 @@ unsafe fn park(g: *mut G, reason: &'static str, locked: &[*const RawChan]) -> ! 
         // Read the M now: once the channels are unlocked another M may
         // wake g and run it (and set g.m); nothing of g is touched after.
         let m = gr.m;
+        gr.check_guard("park");
         gr.parking_on_chan = true;
         gr.waitreason = reason;
         gr.set_status(Status::Waiting);

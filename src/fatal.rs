@@ -82,13 +82,36 @@ pub extern "C" fn gs_fatal_mcall_returned(_g: *mut G) -> ! {
 }
 
 /// mcall was called off the goroutine's stack (on the system stack: from
-/// a root visitor, or foreign code in a libcall).
+/// a root visitor, or foreign code in a libcall), or the goroutine's
+/// recorded stack is not the one it runs on (a broken runtime invariant).
+/// `sp` is the stack pointer gs_mcall found.
 #[no_mangle]
-pub extern "C" fn gs_fatal_mcall_off_stack(g: *mut G) -> ! {
-    // SAFETY: gs_mcall passes the goroutine it was given, a live G.
-    let id = unsafe { (*g).id };
+pub extern "C" fn gs_fatal_mcall_off_stack(g: *mut G, sp: usize) -> ! {
+    // SAFETY: gs_mcall passes the goroutine it was given, a live G, and
+    // the M of this thread is live while it runs goroutine code.
+    let (id, detail) = unsafe {
+        let gr = &*g;
+        let m = crate::m::current_m();
+        let curg = if m.is_null() {
+            core::ptr::null_mut()
+        } else {
+            (*m).curg
+        };
+        (
+            gr.id,
+            format!(
+                "sp {sp:#x}, stack [{:#x}, {:#x}), status {}, g.m {:p}, this thread's M {:p} running goroutine {}",
+                gr.stack_lo,
+                gr.stack_hi,
+                gr.status().name(),
+                gr.m,
+                m,
+                if curg.is_null() { 0 } else { (*curg).id },
+            ),
+        )
+    };
     fatal(&format!(
-        "goroutine {id}: a switch (yield, channel operation) was attempted off the goroutine's stack"
+        "goroutine {id}: a switch (yield, channel operation) was attempted off the goroutine's stack ({detail})"
     ))
 }
 

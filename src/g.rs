@@ -328,6 +328,31 @@ impl G {
         self.stack = Some(stk);
     }
 
+    /// The invariant every entry check relies on: `stackguard0` is this
+    /// G's own guard (`stack_lo + STACK_GUARD`) or one of the request
+    /// values above every stack.  A stale guard from another stack would
+    /// let managed code run off the end of this one.  Checked where a
+    /// goroutine stops and starts; a violation is fatal, naming it.
+    #[inline]
+    pub fn check_guard(&self, at: &str) {
+        let v = self.stackguard0.load(Ordering::Relaxed);
+        if v != self.stack_lo + STACK_GUARD && v != STACK_PREEMPT && v != STACK_FORCE_MOVE {
+            self.bad_guard(v, at)
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn bad_guard(&self, v: usize, at: &str) -> ! {
+        crate::fatal::fatal(&format!(
+            "goroutine {}: {at}: stackguard0 {v:#x} is not the guard of its stack [{:#x}, {:#x}) (status {})",
+            self.id,
+            self.stack_lo,
+            self.stack_hi,
+            self.status().name()
+        ))
+    }
+
     /// Forget the stack (after it was freed).
     pub fn clear_stack(&mut self) {
         self.stack_lo = 0;

@@ -159,7 +159,9 @@ pub const G_STACKGUARD0_OFFSET: usize = 16;
 
 /// Looking at parked managed goroutines: their frames and tracebacks.
 pub mod inspect {
-    pub use crate::managed::{count_frames, frames, move_stack, stack_size, traceback, FrameInfo};
+    pub use crate::managed::{
+        count_frames, frames, move_stack, preempt, stack_size, traceback, FrameInfo,
+    };
 }
 
 pub use debug::DebugFlags;

@@ -132,23 +132,53 @@ pub fn move_stack(id: u64, newsize: usize) -> Result<(), String> {
         .find_g(id)
         .ok_or_else(|| format!("no goroutine {id}"))?;
     systemstack(|| {
-        // SAFETY: g is live; not running means stopped on this
-        // single-threaded runtime, and we own it on g0 for the copy.
+        // SAFETY: g is live; claimed (below) it is stopped and ours: no
+        // M resumes it and no scan touches it until we let go.
         let gr = unsafe { &*g };
         let status = gr.status();
-        if gr.kind != GKind::Managed || !matches!(status, Status::Runnable | Status::Waiting) {
+        if gr.kind != GKind::Managed
+            || !matches!(status, Status::Runnable | Status::Waiting)
+            || !gr.try_claim(status)
+        {
             return Err(format!("goroutine {id} is not a parked managed goroutine"));
         }
         let used = gr.stack_hi - gr.sched.sp;
-        if !newsize.is_power_of_two() || newsize < used + crate::g::STACK_GUARD {
-            return Err(format!("bad size {newsize} for goroutine {id}"));
-        }
-        gr.set_status(Status::Copystack);
-        // SAFETY: on g0, g stopped and marked Copystack.
-        unsafe { crate::stack::copy::copystack(sched, g, newsize) };
-        gr.set_status(status);
-        Ok(())
+        let r = if !newsize.is_power_of_two() || newsize < used + crate::g::STACK_GUARD {
+            Err(format!("bad size {newsize} for goroutine {id}"))
+        } else if gr.parking_on_chan {
+            Err(format!("goroutine {id} is parking on a channel"))
+        } else {
+            // SAFETY: on the system stack, g claimed (stopped, ours).
+            unsafe { crate::stack::copy::copystack(sched, g, newsize) };
+            Ok(())
+        };
+        gr.release_claim();
+        r
     })
+}
+
+/// Ask the managed goroutine `id` to yield at its next synchronous safe
+/// point (its next entry check), as the monitor does after 10 ms of
+/// running and a scan does while it waits for a running goroutine.
+pub fn preempt(id: u64) -> Result<(), String> {
+    let sched = current_sched().ok_or("not in a runtime")?;
+    let g = sched
+        .find_g(id)
+        .ok_or_else(|| format!("no goroutine {id}"))?;
+    // SAFETY: g is live (Gs are never freed while the runtime runs); the
+    // request is two atomic stores, which any thread may make at any time.
+    unsafe {
+        if (*g).kind != GKind::Managed {
+            return Err(format!("goroutine {id} is not a managed goroutine"));
+        }
+        (*g).preempt
+            .store(true, core::sync::atomic::Ordering::Relaxed);
+        (*g).stackguard0.store(
+            crate::g::STACK_PREEMPT,
+            core::sync::atomic::Ordering::Release,
+        );
+    }
+    Ok(())
 }
 
 /// Stack size of goroutine `id` (for tests and benchmarks).

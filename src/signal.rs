@@ -119,6 +119,42 @@ impl Buf {
         // SAFETY: digits are ASCII.
         self.s(unsafe { core::str::from_utf8_unchecked(&d[i..]) })
     }
+    fn x(&mut self, mut v: u64) -> &mut Self {
+        let mut d = [0u8; 16];
+        let mut i = d.len();
+        loop {
+            i -= 1;
+            d[i] = b"0123456789abcdef"[(v & 15) as usize];
+            v >>= 4;
+            if v == 0 {
+                break;
+            }
+        }
+        self.s("0x");
+        // SAFETY: hex digits are ASCII.
+        self.s(unsafe { core::str::from_utf8_unchecked(&d[i..]) })
+    }
+}
+
+/// The faulting context's pc and sp.
+///
+/// # Safety
+/// `ctx` is the ucontext the kernel passed to an SA_SIGINFO handler.
+unsafe fn pc_sp(ctx: *mut libc::c_void) -> (u64, u64) {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        let uc = &*(ctx as *const libc::ucontext_t);
+        cfg_if::cfg_if! {
+            if #[cfg(target_arch = "x86_64")] {
+                (
+                    uc.uc_mcontext.gregs[libc::REG_RIP as usize] as u64,
+                    uc.uc_mcontext.gregs[libc::REG_RSP as usize] as u64,
+                )
+            } else {
+                (uc.uc_mcontext.pc, uc.uc_mcontext.sp)
+            }
+        }
+    }
 }
 
 extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
@@ -145,7 +181,51 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
                 }
             }
         }
+        // Not a guard page: if nobody else handles it the process dies;
+        // on one of our threads, say which goroutine was running first.
+        if !m.is_null() && default_action(sig) {
+            let g = (*m).curg;
+            let (pc, sp) = pc_sp(ctx);
+            let mut b = Buf { b: [0; 256], n: 0 };
+            b.s("fatal error: unexpected signal ")
+                .u(sig as u64)
+                .s(" (fault address ")
+                .x(addr as u64)
+                .s(", pc ")
+                .x(pc)
+                .s(", sp ")
+                .x(sp)
+                .s(")");
+            if g.is_null() {
+                b.s(" on the system stack\n");
+            } else {
+                b.s(" on goroutine ")
+                    .u((*g).id)
+                    .s(", stack [")
+                    .x((*g).stack_lo as u64)
+                    .s(", ")
+                    .x((*g).stack_hi as u64)
+                    .s(")\n");
+            }
+            write_stderr(&b.b[..b.n]);
+        }
         chain(sig, info, ctx);
+    }
+}
+
+/// Whether the handler before ours is the default (or ignore) action.
+///
+/// # Safety
+/// Called from the signal handler, after install() filled the OLD_* statics.
+unsafe fn default_action(sig: libc::c_int) -> bool {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        let old = if sig == libc::SIGBUS {
+            (*(&raw const OLD_BUS)).assume_init_ref()
+        } else {
+            (*(&raw const OLD_SEGV)).assume_init_ref()
+        };
+        old.sa_sigaction == libc::SIG_DFL || old.sa_sigaction == libc::SIG_IGN
     }
 }
 

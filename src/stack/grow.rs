@@ -44,12 +44,11 @@ pub extern "C" fn gs_newstack(g: *mut G) -> ! {
                 gr.id
             ));
         }
+        gr.check_guard("morestack");
         let guard = gr.stackguard0.load(Ordering::Relaxed);
         if guard == STACK_PREEMPT {
             // A synchronous safe point: every frame is at a call site with a
-            // map.  Restore the guard, do the pending work, and yield if
-            // asked to.  The function continues without growing: its frame
-            // fits in the guard, and its callees check again.
+            // map.  Restore the guard and do the pending work.
             sched.install_guard(gr);
             safe_point_work(g);
             if gr.force_move || sched.config.debug.stackforcemove {
@@ -58,10 +57,19 @@ pub extern "C" fn gs_newstack(g: *mut G) -> ! {
                 copystack(sched, g, gr.stack_size());
                 gr.set_status(Status::Running);
             }
-            if gr.preempt.swap(false, Ordering::Relaxed) {
-                gs_park_yield(g);
+            // The request hid the real check: the function that called us
+            // may also be short of room.  Resuming it without growing would
+            // let it run into the guard area, and the next request (a scan
+            // asks again and again while it waits) would let its callee
+            // go deeper still, until it ran off the stack.  So unless the
+            // normal guard is met, grow below, exactly as if the check had
+            // failed on its own (Go gets the same by re-running the check).
+            if gr.sched.sp >= gr.stack_lo + STACK_GUARD {
+                if gr.preempt.swap(false, Ordering::Relaxed) {
+                    gs_park_yield(g);
+                }
+                gs_gogo(&gr.sched);
             }
-            gs_gogo(&gr.sched);
         }
         if gr.pins != 0 {
             fatal(&format!(
@@ -97,6 +105,11 @@ pub extern "C" fn gs_newstack(g: *mut G) -> ! {
         gr.set_status(Status::Copystack);
         copystack(sched, g, newsize);
         gr.set_status(Status::Running);
+        // A yield request that arrived with (or was folded into) this
+        // check: honour it now that the function has room.
+        if gr.preempt.swap(false, Ordering::Relaxed) {
+            gs_park_yield(g);
+        }
         gs_gogo(&gr.sched)
     }
 }
