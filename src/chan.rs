@@ -27,7 +27,7 @@ use crate::sched::{self, Sched};
 use crate::trampoline::{gs_gogo, mcall};
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Results in `g.park_result`.
@@ -215,10 +215,21 @@ struct Inner {
 /// use it directly; [`Chan`] is the typed Rust face).
 pub struct RawChan {
     locked: AtomicBool,
+    /// What the state was at the last unlock (HINT_* bits and the buffered
+    /// count above HINT_COUNT_SHIFT), readable without the lock.  Only a
+    /// hint: an operation that the hint says would wait goes straight to
+    /// the system stack, where it looks again under the lock, so it costs
+    /// one lock instead of two.
+    hint: AtomicU64,
     elem_size: usize,
     cap: usize,
     inner: UnsafeCell<Inner>,
 }
+
+const HINT_CLOSED: u64 = 1;
+const HINT_RECVQ: u64 = 2;
+const HINT_SENDQ: u64 = 4;
+const HINT_COUNT_SHIFT: u32 = 8;
 
 // SAFETY: `inner` is only touched with `locked` held (lock/unlock below).
 unsafe impl Send for RawChan {}
@@ -230,6 +241,7 @@ impl RawChan {
     pub fn new(elem_size: usize, cap: usize) -> Arc<RawChan> {
         Arc::new(RawChan {
             locked: AtomicBool::new(false),
+            hint: AtomicU64::new(0),
             elem_size,
             cap,
             inner: UnsafeCell::new(Inner {
@@ -283,8 +295,35 @@ impl RawChan {
         }
     }
 
+    /// Release the lock, publishing the state for [`Self::may_recv`] and
+    /// [`Self::may_send`].
     pub(crate) fn unlock(&self) {
+        // SAFETY: the caller holds the lock.
+        let h = unsafe {
+            let i = &*self.inner.get();
+            (i.closed as u64) * HINT_CLOSED
+                | (!i.recvq.first.is_null() as u64) * HINT_RECVQ
+                | (!i.sendq.first.is_null() as u64) * HINT_SENDQ
+                | (i.qcount as u64) << HINT_COUNT_SHIFT
+        };
+        self.hint.store(h, Ordering::Relaxed);
         self.locked.store(false, Ordering::Release);
+    }
+
+    /// Whether a receive might complete at once (a waiting sender, a
+    /// buffered value, or closed), as of the last unlock.
+    #[inline]
+    fn may_recv(&self) -> bool {
+        let h = self.hint.load(Ordering::Relaxed);
+        h & (HINT_CLOSED | HINT_SENDQ) != 0 || h >> HINT_COUNT_SHIFT != 0
+    }
+
+    /// Whether a send might complete at once (a waiting receiver, buffer
+    /// room, or closed: an error at once), as of the last unlock.
+    #[inline]
+    fn may_send(&self) -> bool {
+        let h = self.hint.load(Ordering::Relaxed);
+        h & (HINT_CLOSED | HINT_RECVQ) != 0 || ((h >> HINT_COUNT_SHIFT) as usize) < self.cap
     }
 
     /// # Safety
@@ -326,32 +365,15 @@ impl RawChan {
         }
         // Fast path, on our own stack (a native goroutine's never moves):
         // done at once when a receiver waits or the buffer has room.
-        self.lock();
-        // SAFETY: locked; elem as the caller guarantees; a dequeued
-        // receiver's slot is valid until we wake it.
-        unsafe {
-            let inner = self.inner();
-            if inner.closed {
-                self.unlock();
-                return Err(ChanError::Closed);
+        if self.may_send() {
+            self.lock();
+            // SAFETY: locked; elem as the caller guarantees; a dequeued
+            // receiver's slot is valid until we wake it.
+            if let Some(r) = unsafe { self.try_send(elem) } {
+                return r;
             }
-            if let Some(s) = inner.recvq.dequeue() {
-                self.copy(elem, (*s).elem);
-                (*s).success = true;
-                self.unlock();
-                wake(s);
-                return Ok(());
-            }
-            if inner.qcount < self.cap {
-                let at = inner.buf.as_mut_ptr().add(inner.sendx * self.elem_size);
-                self.copy(elem, at);
-                inner.sendx = (inner.sendx + 1) % self.cap;
-                inner.qcount += 1;
-                self.unlock();
-                return Ok(());
-            }
+            self.unlock();
         }
-        self.unlock();
         // It must wait: on g0 (which looks again under the lock).
         // SAFETY: g is this thread's running goroutine, on its stack.
         unsafe {
@@ -362,6 +384,39 @@ impl RawChan {
             }
         }
         Ok(())
+    }
+
+    /// A send that does not wait: Some(result) when it completed (or
+    /// failed: closed), and then the lock is released; None when it would
+    /// wait (the lock is still held).
+    ///
+    /// # Safety
+    /// Locked by the caller; `elem` as for send.
+    unsafe fn try_send(&self, elem: *const u8) -> Option<Result<(), ChanError>> {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            let inner = self.inner();
+            if inner.closed {
+                self.unlock();
+                return Some(Err(ChanError::Closed));
+            }
+            if let Some(s) = inner.recvq.dequeue() {
+                self.copy(elem, (*s).elem);
+                (*s).success = true;
+                self.unlock();
+                wake(s);
+                return Some(Ok(()));
+            }
+            if inner.qcount < self.cap {
+                let at = inner.buf.as_mut_ptr().add(inner.sendx * self.elem_size);
+                self.copy(elem, at);
+                inner.sendx = (inner.sendx + 1) % self.cap;
+                inner.qcount += 1;
+                self.unlock();
+                return Some(Ok(()));
+            }
+            None
+        }
     }
 
     /// Receive into the `elem_size` bytes at `elem`; waits for a value.
@@ -378,13 +433,15 @@ impl RawChan {
         }
         // Fast path on our own stack: a value (or the closed state) is
         // there already.
-        self.lock();
-        // SAFETY: locked (try_recv unlocks when it returns Some); elem as
-        // the caller guarantees.
-        if let Some(ok) = unsafe { try_recv(self, elem) } {
-            return Ok(ok);
+        if self.may_recv() {
+            self.lock();
+            // SAFETY: locked (try_recv unlocks when it returns Some); elem
+            // as the caller guarantees.
+            if let Some(ok) = unsafe { try_recv(self, elem) } {
+                return Ok(ok);
+            }
+            self.unlock();
         }
-        self.unlock();
         // It must wait: on g0 (which looks again under the lock).
         // SAFETY: g is this thread's running goroutine, on its stack.
         unsafe {
@@ -498,27 +555,12 @@ pub extern "C" fn gs_chansend0(g: *mut G) -> ! {
         let c = &*((*g).park_args[0] as *const RawChan);
         let elem = (*g).park_args[1] as *mut u8;
         c.lock();
+        match c.try_send(elem) {
+            Some(Ok(())) => resume(g, SEND_OK, 0),
+            Some(Err(_)) => resume(g, SEND_CLOSED, 0),
+            None => {}
+        }
         let inner = c.inner();
-        if inner.closed {
-            c.unlock();
-            resume(g, SEND_CLOSED, 0);
-        }
-        if let Some(s) = inner.recvq.dequeue() {
-            // A receiver waits: copy straight into its slot.
-            c.copy(elem, (*s).elem);
-            (*s).success = true;
-            c.unlock();
-            wake(s);
-            resume(g, SEND_OK, 0);
-        }
-        if inner.qcount < c.cap {
-            let at = inner.buf.as_mut_ptr().add(inner.sendx * c.elem_size);
-            c.copy(elem, at);
-            inner.sendx = (inner.sendx + 1) % c.cap;
-            inner.qcount += 1;
-            c.unlock();
-            resume(g, SEND_OK, 0);
-        }
         let s = Sudog::new(g, elem, c, true, false, 0);
         (*g).waiting = s;
         (*g).param = ptr::null_mut();

@@ -89,26 +89,35 @@ pub(crate) fn set_current_m(m: *mut M) {
 /// (null outside a goroutine, and on the system stack: inside a root
 /// visitor or a libcall's foreign code, where switching goroutines would
 /// save a context on the system stack).
+///
+/// Not inlined (see [`current_m`]); it reads the thread-local slot itself
+/// rather than through two more calls: it is on every channel operation.
 #[inline(never)]
 pub fn current_g_on_stack() -> *mut G {
-    let g = current_g();
-    if g.is_null() {
-        return g;
+    let m = CURRENT_M.with(|c| c.get());
+    if m.is_null() {
+        return ptr::null_mut();
     }
-    let here = &g as *const *mut G as usize;
-    // SAFETY: a non-null current G is live while its M runs.
-    let (lo, hi) = unsafe { ((*g).stack_lo, (*g).stack_hi) };
-    if here >= lo && here < hi {
-        g
-    } else {
-        ptr::null_mut()
+    // SAFETY: a non-null CURRENT_M is the live M of this thread, and its
+    // non-null curg is live while the M runs.
+    unsafe {
+        let g = (*m).curg;
+        if g.is_null() {
+            return g;
+        }
+        let here = &m as *const *mut M as usize;
+        if here >= (*g).stack_lo && here < (*g).stack_hi {
+            g
+        } else {
+            ptr::null_mut()
+        }
     }
 }
 
 /// The user goroutine this thread is running, or null.
 #[inline(never)]
 pub fn current_g() -> *mut G {
-    let m = current_m();
+    let m = CURRENT_M.with(|c| c.get());
     if m.is_null() {
         return ptr::null_mut();
     }

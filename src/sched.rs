@@ -81,6 +81,9 @@ impl GQueue {
     }
 }
 
+/// Schedules between two looks at the global queue first (Go: 61).
+const GLOBAL_CHECK_EVERY: u32 = 61;
+
 pub(crate) const P_RUNNING: u32 = 0;
 pub(crate) const P_SYSCALL: u32 = 1;
 pub(crate) const P_IDLE: u32 = 2;
@@ -109,7 +112,8 @@ pub(crate) struct P {
     cache: UnsafeCell<StackCache>,
     /// The cache-flush epoch this P's cache was last flushed at.
     flushed: AtomicU64,
-    /// Schedules on this P, for the global queue's fairness check.
+    /// Schedules left before the global queue is looked at first (its
+    /// fairness check); counts down from GLOBAL_CHECK_EVERY.
     tick: AtomicU32,
 }
 
@@ -175,6 +179,38 @@ impl P {
             self.len.store(q.len, Ordering::Relaxed);
             g
         })
+    }
+
+    /// One P only (an unshared queue): put `g` at the back and take the
+    /// goroutine at the front, in one pass; None (and g not queued) when
+    /// the queue is empty.  The length does not change.
+    ///
+    /// # Safety
+    /// Called by this P's M; `g` is live, runnable, its context about to be
+    /// saved by the caller's switch (no other M can take it: there is none
+    /// with a P), and on no queue.
+    #[inline]
+    unsafe fn rotate(&self, g: *mut G) -> Option<*mut G> {
+        debug_assert!(!self.shared);
+        // SAFETY: unshared: only this P's M touches the queue; every G on
+        // it is live; g as the caller guarantees.
+        unsafe {
+            let q = &mut *self.runq.get();
+            let next = q.head;
+            if next.is_null() {
+                return None;
+            }
+            q.head = (*next).schedlink;
+            (*next).schedlink = ptr::null_mut();
+            (*g).schedlink = ptr::null_mut();
+            if q.head.is_null() {
+                q.head = g;
+            } else {
+                (*q.tail).schedlink = g;
+            }
+            q.tail = g;
+            Some(next)
+        }
     }
 
     pub fn runq_len(&self) -> usize {
@@ -452,19 +488,33 @@ impl Sched {
         self.global_len.load(Ordering::Relaxed) > 0 || self.ps.iter().any(|p| p.runq_len() > 0)
     }
 
-    /// A runnable goroutine for M `m`: its own P's queue, then the global
-    /// queue, then half of another P's.
+    /// A runnable goroutine for the M holding `p`: its own P's queue, then
+    /// the global queue, then half of another P's.
+    ///
+    /// The common case -- the local queue has one -- is inlined into the
+    /// switch paths; the rest is out of line.
+    #[inline]
     fn find_runnable(&self, p: &P) -> Option<*mut G> {
         // Now and then the global queue first, so that a busy local queue
         // cannot starve it (Go looks every 61 schedules).  Only the P's
-        // holder counts: a plain load and store.
-        let tick = p.tick.load(Ordering::Relaxed).wrapping_add(1);
-        p.tick.store(tick, Ordering::Relaxed);
-        if tick % 61 == 0 {
+        // holder counts: a plain load and store, counting down.
+        let left = p.tick.load(Ordering::Relaxed);
+        if left != 0 {
+            p.tick.store(left - 1, Ordering::Relaxed);
+            if let Some(g) = p.runq_pop() {
+                return Some(g);
+            }
+        } else {
+            p.tick.store(GLOBAL_CHECK_EVERY, Ordering::Relaxed);
             if let Some(g) = self.pop_global() {
                 return Some(g);
             }
         }
+        self.find_runnable_slow(p)
+    }
+
+    #[inline(never)]
+    fn find_runnable_slow(&self, p: &P) -> Option<*mut G> {
         if let Some(g) = p.runq_pop() {
             return Some(g);
         }
@@ -531,18 +581,29 @@ impl Sched {
     pub(crate) unsafe fn ready(&self, g: *mut G) {
         // SAFETY: the caller's guarantee.
         unsafe {
-            // A scan may hold it for a moment: wait for the claim to go.
-            (*g).cas_status(Status::Waiting, Status::Runnable);
             let m = crate::m::current_m();
             if !m.is_null()
                 && core::ptr::eq((*m).sched, self)
                 && !(*m).p.load(Ordering::Relaxed).is_null()
             {
+                if self.ps.len() == 1 {
+                    // One P: scans run on this M, between goroutines, so
+                    // none holds g now; and no other thread changes the
+                    // status of a waiting goroutine but through ready's
+                    // compare-and-swap below (a plain thread waking it),
+                    // which cannot run while we hold the wake (the sudog
+                    // we dequeued).  A plain store does.
+                    (*g).set_status(Status::Runnable);
+                } else {
+                    // A scan may hold it for a moment: wait for the claim.
+                    (*g).cas_status(Status::Waiting, Status::Runnable);
+                }
                 self.put_runnable(g);
             } else {
                 // Woken from a thread that is not one of our Ms (a plain
                 // thread closing a channel, another runtime's goroutine):
                 // the global queue, under its lock.
+                (*g).cas_status(Status::Waiting, Status::Runnable);
                 self.put_global(g);
             }
         }
@@ -960,7 +1021,7 @@ fn round_to_pages(size: usize) -> usize {
 /// # Safety
 /// `g` is live and about to be resumed by the caller.
 #[inline]
-unsafe fn set_resumed(g: *mut G) {
+unsafe fn set_resumed(g: *mut G, single_p: bool) {
     // SAFETY: the caller's guarantee.
     unsafe {
         let s = if (*g).syscallsp != 0 {
@@ -968,10 +1029,16 @@ unsafe fn set_resumed(g: *mut G) {
         } else {
             Status::Running
         };
-        // A scan may hold it for a moment: wait for the claim to go.  Only
-        // then is it ours: finishing a channel wake-up touches its sudogs,
-        // which a scan that moves its stack adjusts.
-        (*g).cas_status(Status::Runnable, s);
+        if single_p {
+            // One P: scans run on this M between goroutines, so none holds
+            // g now (see yield_switch).
+            (*g).set_status(s);
+        } else {
+            // A scan may hold it for a moment: wait for the claim to go.
+            // Only then is it ours: finishing a channel wake-up touches its
+            // sudogs, which a scan that moves its stack adjusts.
+            (*g).cas_status(Status::Runnable, s);
+        }
         if (*g).chan_wake {
             crate::chan::finish_wake(g);
         }
@@ -986,7 +1053,7 @@ pub(crate) unsafe fn execute(m: *mut M, g: *mut G) -> ! {
     // SAFETY: the caller's guarantees; g's context is complete because it
     // was saved before g was queued (or made by newproc).
     unsafe {
-        set_resumed(g);
+        set_resumed(g, (&(*(*m).sched).ps).len() == 1);
         (*g).m = m;
         (*m).curg = g;
         (*m).note_running(g);
@@ -1081,11 +1148,23 @@ pub(crate) unsafe fn yield_switch(m: *mut M, g: *mut G) {
             return;
         }
         let p = &*(*m).p.load(Ordering::Relaxed);
-        let Some(next) = sched.find_runnable(p) else {
-            return;
+        // The common case: the global queue's turn has not come and the
+        // local queue has a goroutine: g takes its place at the back.
+        let left = p.tick.load(Ordering::Relaxed);
+        let next = match if left != 0 { p.rotate(g) } else { None } {
+            Some(next) => {
+                p.tick.store(left - 1, Ordering::Relaxed);
+                next
+            }
+            None => {
+                let Some(next) = sched.find_runnable(p) else {
+                    return;
+                };
+                p.runq_push(g);
+                next
+            }
         };
         (*g).set_status(Status::Runnable);
-        p.runq_push(g);
         // One P means one M scheduling: no scan can hold `next` now (scans
         // run on this M's g0, between goroutines), so plain stores do what
         // set_resumed's compare-and-swap does.
