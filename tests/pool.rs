@@ -460,6 +460,159 @@ fn accounting_holds_with_threads_sharing_a_pool() {
     assert_empty(&pool);
 }
 
+/// Every figure of `StackStats` is exact after every step, whichever way a
+/// stack goes: allocated through one cache, the other or none, and freed
+/// through any of them, with bursts that make the caches refill and release.
+#[test]
+fn every_figure_is_exact_whichever_path_a_stack_takes() {
+    let pool = StackPool::new(DebugFlags::default());
+    let mut caches = [StackCache::new(), StackCache::new()];
+    let mut rng = Rng(0x5eed);
+    let mut live: Vec<Stack> = Vec::new();
+    let (mut allocs, mut frees) = (0u64, 0u64);
+    for step in 0..6000 {
+        // Bursts of allocation, then of freeing, so orders fill and empty.
+        let alloc_now = (step / 200) % 2 == 0 || live.is_empty();
+        let which = rng.below(3);
+        let (a, b) = caches.split_at_mut(1);
+        let cache = match which {
+            0 => Some(&mut a[0]),
+            1 => Some(&mut b[0]),
+            _ => None,
+        };
+        if alloc_now && rng.below(4) != 0 {
+            let size = MOVABLE_SIZES[rng.below(MOVABLE_SIZES.len())];
+            live.push(alloc(&pool, cache, size, StackKind::Movable));
+            allocs += 1;
+        } else if !live.is_empty() {
+            let stk = live.swap_remove(rng.below(live.len()));
+            free(&pool, cache, stk);
+            frees += 1;
+        }
+        let s = pool.stats();
+        let cached = caches[0].cached_bytes() + caches[1].cached_bytes();
+        let in_use: usize = live.iter().map(|l| l.size()).sum();
+        assert_eq!(
+            (s.in_use, s.cached, s.allocs, s.frees),
+            (in_use, cached, allocs, frees),
+            "step {step}: {s:?}"
+        );
+        for c in &caches {
+            assert!(c.cached_bytes() <= NUM_ORDERS * CACHE_ORDER_BYTES);
+        }
+    }
+    for stk in live {
+        free(&pool, None, stk);
+    }
+    for c in &mut caches {
+        pool.flush_cache(c);
+    }
+    assert_empty(&pool);
+}
+
+/// A cache gives its older chunks back when an order is full, and keeps
+/// the ones freed last (the warmest), handing out the very last first.
+#[test]
+fn a_full_cache_keeps_the_chunks_freed_last() {
+    let pool = StackPool::new(DebugFlags::default());
+    let mut cache = StackCache::new();
+    let size = 2048;
+    let n = 2 * CACHE_ORDER_BYTES / size;
+    let stacks: Vec<Stack> = (0..n)
+        .map(|_| alloc(&pool, None, size, StackKind::Movable))
+        .collect();
+    for &stk in &stacks {
+        free(&pool, Some(&mut cache), stk);
+        assert!(cache.cached_bytes() <= CACHE_ORDER_BYTES);
+    }
+    let held = cache.cached_bytes() / size;
+    assert!(held > 0);
+    for stk in stacks.iter().rev().take(held) {
+        assert_eq!(
+            alloc(&pool, Some(&mut cache), size, StackKind::Movable),
+            *stk
+        );
+    }
+    for stk in stacks.iter().rev().take(held) {
+        free(&pool, Some(&mut cache), *stk);
+    }
+    pool.flush_cache(&mut cache);
+    assert_empty(&pool);
+}
+
+/// A cache dropped without a flush leaks its chunks (they stay counted as
+/// cached, not in use), and the next cache, which takes over its counter
+/// slot, starts empty and keeps every figure right.
+#[test]
+fn a_cache_dropped_unflushed_keeps_the_figures_right() {
+    let pool = StackPool::new(DebugFlags::default());
+    let mut cache = StackCache::new();
+    let a = alloc(&pool, Some(&mut cache), 1024, StackKind::Movable);
+    let b = alloc(&pool, Some(&mut cache), 4096, StackKind::Movable);
+    free(&pool, Some(&mut cache), a);
+    let leaked = cache.cached_bytes();
+    assert!(leaked > 0);
+    drop(cache);
+    let s = pool.stats();
+    assert_eq!(
+        (s.in_use, s.cached, s.allocs, s.frees),
+        (4096, leaked, 2, 1)
+    );
+
+    let mut next = StackCache::new();
+    assert_eq!(next.cached_bytes(), 0);
+    let c = alloc(&pool, Some(&mut next), 1024, StackKind::Movable);
+    free(&pool, Some(&mut next), b);
+    let s = pool.stats();
+    assert_eq!(s.cached, leaked + next.cached_bytes());
+    assert_eq!((s.in_use, s.allocs, s.frees), (1024, 3, 2));
+    free(&pool, Some(&mut next), c);
+    pool.flush_cache(&mut next);
+    let s = pool.stats();
+    assert_eq!((s.in_use, s.cached, s.allocs, s.frees), (0, leaked, 3, 3));
+}
+
+/// Another thread reading the statistics sees exactly what a cache's owner
+/// did, once the owner has stopped.
+#[test]
+fn stats_from_another_thread_are_exact() {
+    let pool = Arc::new(StackPool::new(DebugFlags::default()));
+    let (to_reader, from_owner) = std::sync::mpsc::channel();
+    let (to_owner, from_reader) = std::sync::mpsc::channel::<()>();
+    let owner = {
+        let pool = Arc::clone(&pool);
+        std::thread::spawn(move || {
+            let mut cache = StackCache::new();
+            let mut live = Vec::new();
+            for round in 1..=20usize {
+                for _ in 0..round {
+                    live.push(alloc(&pool, Some(&mut cache), 2048, StackKind::Movable));
+                }
+                for _ in 0..round / 2 {
+                    let stk = live.pop().unwrap();
+                    free(&pool, Some(&mut cache), stk);
+                }
+                let in_use = live.len() * 2048;
+                to_reader.send((in_use, cache.cached_bytes())).unwrap();
+                from_reader.recv().unwrap();
+            }
+            for stk in live {
+                free(&pool, Some(&mut cache), stk);
+            }
+            pool.flush_cache(&mut cache);
+        })
+    };
+    for (in_use, cached) in from_owner.iter() {
+        let s = pool.stats();
+        assert_eq!((s.in_use, s.cached), (in_use, cached), "{s:?}");
+        if to_owner.send(()).is_err() {
+            break;
+        }
+    }
+    owner.join().unwrap();
+    assert_empty(&pool);
+}
+
 #[test]
 fn counts_survive_caches_coming_and_going() {
     let pool = StackPool::new(DebugFlags::default());

@@ -1,9 +1,15 @@
 //! Goroutine stacks: where they come from and where they go back to.
 //!
 //! Every stack is allocated by `stackalloc` and freed by `stackfree`, and
-//! nowhere else. Those two functions do all of the accounting, so the
-//! numbers in `StackStats` can be trusted (a lesson Go learned when stack
-//! sizes were tracked by whoever happened to be holding the stack).
+//! nowhere else. All of the accounting happens on the way through those two
+//! functions (in the cache or pool function that hands out or takes back
+//! the stack), so the numbers in `StackStats` can be trusted (a lesson Go
+//! learned when stack sizes were tracked by whoever happened to be holding
+//! the stack).
+//!
+//! The common case, a small stack through a cache, is inlined into the
+//! caller and costs a few loads and stores: no lock, no atomic
+//! read-modify-write, one plain-bool test for the debug modes.
 //!
 //! Where a stack comes from:
 //!
@@ -26,6 +32,7 @@
 //! point.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 
 mod cache;
 pub(crate) mod copy;
@@ -112,10 +119,11 @@ impl Stack {
 }
 
 /// Stack memory statistics of one pool. Exact whenever no stackalloc or
-/// stackfree runs at the same time. The counters are kept per cache and
-/// summed on reading, so a read that races with other threads' allocations
-/// may mix before and after states (a stack allocated through one cache and
-/// freed through another can then briefly count twice or not at all).
+/// stackfree runs at the same time. What moves on the caches' fast path is
+/// kept per cache and combined on reading (see the cache module), so a read
+/// that races with other threads' allocations may mix before and after
+/// states (a stack allocated through one cache and freed through another can
+/// then briefly count twice or not at all).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StackStats {
     /// Sum of usable sizes (hi - lo) of every stack handed out and not freed.
@@ -154,10 +162,17 @@ impl fmt::Display for AllocError {
 impl std::error::Error for AllocError {}
 
 /// The order of a movable stack of `size` bytes, if it is one of the sizes
-/// carved from spans.
-fn order_of(size: usize) -> Option<u8> {
-    if size.is_power_of_two() && (MIN_STACK..SPAN_SIZE).contains(&size) {
-        Some((size / MIN_STACK).trailing_zeros() as u8)
+/// carved from spans (a power of two in MIN_STACK..SPAN_SIZE).
+#[inline]
+fn order_of(size: usize) -> Option<usize> {
+    // For a power of two, the order is the index of its bit past
+    // MIN_STACK's; any other size fails the comparison (0 gives an order of
+    // 54 or more, which the first test refuses).
+    let order = size
+        .trailing_zeros()
+        .wrapping_sub(MIN_STACK.trailing_zeros()) as usize;
+    if order < NUM_ORDERS && size == MIN_STACK << order {
+        Some(order)
     } else {
         None
     }
@@ -202,15 +217,117 @@ unsafe fn poison(stk: Stack, byte: u8) {
 /// Allocate a stack of `size` bytes and kind `kind` from `pool`, through
 /// `cache` for small movable stacks when one is given (and GSDEBUG does not
 /// say stacknocache). This is the one allocation path: every stack is made
-/// here, and every byte is counted here.
+/// here, and every byte is counted on the way (by the cache or pool
+/// function the stack comes from).
 ///
 /// Must run on a system stack (the thread's own stack or g0), never on a
 /// goroutine stack that could itself need to grow while the allocator runs;
 /// the caller guarantees that. A guarded stack's size is rounded up to a
 /// page multiple, and the returned stack's `size()` says so.
+///
+/// The common case, a small movable stack from a cache that has one, is
+/// inlined into the caller: a handful of loads and stores, no atomic
+/// read-modify-write, no lock. Everything else is `stackalloc_slow`.
+#[inline]
 pub fn stackalloc(
     pool: &StackPool,
     mut cache: Option<&mut StackCache>,
+    size: usize,
+    kind: StackKind,
+) -> Result<Stack, AllocError> {
+    if let Some(c) = cache.as_deref_mut() {
+        if kind == StackKind::Movable && pool.cache_fast() {
+            if let Some(order) = order_of(size) {
+                if let Some(lo) = c.pop(pool, order) {
+                    return Ok(Stack {
+                        lo,
+                        hi: lo + size,
+                        source: StackSource::Order(order as u8),
+                    });
+                }
+            }
+        }
+    }
+    let mut err = None;
+    match stackalloc_slow_packed(pool, cache, size, kind, &mut err) {
+        (Some(lo), hi_source) => Ok(unpack(lo.get(), hi_source)),
+        (None, _) => Err(err.expect("stackalloc failed without an error")),
+    }
+}
+
+/// The source of a stack as a number below MIN_STACK, for `unpack`.
+const PACKED_LARGE: usize = NUM_ORDERS;
+const PACKED_GUARDED: usize = NUM_ORDERS + 1;
+const PACKED_SYSTEM: usize = NUM_ORDERS + 2;
+const _: () = assert!(PACKED_SYSTEM < MIN_STACK);
+
+/// stackalloc_slow, returning its stack in two registers rather than in
+/// memory: `(lo, hi + source)`, or `(None, _)` with the error in `err`.
+/// `hi` of every stack is a multiple of MIN_STACK (lo is aligned to the
+/// chunk size or to a page, and sizes are powers of two >= MIN_STACK or
+/// page multiples), which leaves room for the source below it.
+///
+/// Why: a Result<Stack, _> written to memory by a call, or field by field
+/// into memory shared with such a call, makes the caller's next copy of the
+/// whole Stack wait until those stores have retired (a load spanning two
+/// smaller stores cannot be forwarded from them), a stall of about 12
+/// cycles, more than half the cost of the cached path. With the slow path
+/// answering in registers the caller keeps the result in registers too.
+#[cold]
+#[inline(never)]
+fn stackalloc_slow_packed(
+    pool: &StackPool,
+    cache: Option<&mut StackCache>,
+    size: usize,
+    kind: StackKind,
+    err: &mut Option<AllocError>,
+) -> (Option<NonZeroUsize>, usize) {
+    match stackalloc_slow(pool, cache, size, kind) {
+        Ok(stk) => {
+            let source = match stk.source {
+                StackSource::Order(order) => usize::from(order),
+                StackSource::Large => PACKED_LARGE,
+                StackSource::Guarded => PACKED_GUARDED,
+                StackSource::System => PACKED_SYSTEM,
+            };
+            assert!(
+                stk.hi % MIN_STACK == 0,
+                "gstack: stackalloc made a stack that ends off a MIN_STACK boundary: {stk:?}"
+            );
+            let lo = NonZeroUsize::new(stk.lo).expect("a stack at address 0");
+            (Some(lo), stk.hi | source)
+        }
+        Err(e) => {
+            *err = Some(e);
+            (None, 0)
+        }
+    }
+}
+
+/// The stack that stackalloc_slow_packed packed as `(lo, hi_source)`.
+#[inline]
+fn unpack(lo: usize, hi_source: usize) -> Stack {
+    let source = match hi_source % MIN_STACK {
+        PACKED_LARGE => StackSource::Large,
+        PACKED_GUARDED => StackSource::Guarded,
+        PACKED_SYSTEM => StackSource::System,
+        order => StackSource::Order(order as u8),
+    };
+    Stack {
+        lo,
+        hi: hi_source & !(MIN_STACK - 1),
+        source,
+    }
+}
+
+/// Everything stackalloc does not do inline: refills, the pool, large and
+/// guarded stacks, debug modes. Same contract as stackalloc. Whatever it
+/// hands out is counted by the cache or pool function it came from (a
+/// cache in its own slot, the pool under its lock).
+#[inline]
+fn stackalloc_slow(
+    pool: &StackPool,
+    cache: Option<&mut StackCache>,
     size: usize,
     kind: StackKind,
 ) -> Result<Stack, AllocError> {
@@ -226,7 +343,8 @@ pub fn stackalloc(
     let (stk, reused) = if debug.efence || debug.faultonfree {
         (pool.alloc_system(size)?, false)
     } else if let Some(order) = order_of(size).filter(|_| kind == StackKind::Movable) {
-        let lo = match cache.as_deref_mut() {
+        let order = order as u8;
+        let lo = match cache {
             Some(cache) if !debug.stacknocache => cache.alloc(pool, order)?,
             _ => pool.alloc_order(order)?,
         };
@@ -247,28 +365,51 @@ pub fn stackalloc(
         // read-write and nobody else holds it.
         unsafe { poison(stk, STACK_POISON_NEW) };
     }
-    // Count it where the caller's thread can do so cheaply: in its cache's
-    // own slot if it gave one, else in the pool's shared counters.
-    match cache {
-        Some(cache) => cache.note_alloc(pool, stk.size()),
-        None => pool.note_alloc(stk.size()),
-    }
     Ok(stk)
 }
 
 /// Give back a stack. This is the one free path: `stk` goes back where its
-/// source says it came from, and is uncounted here.
+/// source says it came from, and is uncounted there.
 ///
 /// Like stackalloc, must run on a system stack. A small movable stack goes
 /// into `cache` if one is given (and GSDEBUG does not say stacknocache),
 /// else straight to the pool; any cache may take it, not only the one it was
-/// allocated through, as long as it belongs to the same pool.
+/// allocated through, as long as it belongs to the same pool. As with
+/// stackalloc, that common case is inlined and the rest is
+/// `stackfree_slow`.
 ///
 /// # Safety
 /// `stk` must have come from `stackalloc` on this same `pool`, unchanged,
 /// and must not have been freed already. Nothing may use its memory after
 /// this call: the memory is reused, poisoned, or unmapped.
+#[inline]
 pub unsafe fn stackfree(pool: &StackPool, mut cache: Option<&mut StackCache>, stk: Stack) {
+    if let (StackSource::Order(order), Some(c)) = (stk.source, cache.as_deref_mut()) {
+        let order = usize::from(order);
+        // A chunk that does not look like one of its order goes the slow
+        // way, which says so.
+        if pool.cache_fast()
+            && order < NUM_ORDERS
+            && stk.hi.wrapping_sub(stk.lo) == MIN_STACK << order
+            && stk.lo & ((MIN_STACK << order) - 1) == 0
+            // SAFETY: the caller guarantees the chunk came from this pool
+            // and is dead; its order and alignment were just checked.
+            && unsafe { c.push(pool, order, stk.lo) }
+        {
+            return;
+        }
+    }
+    // SAFETY: the caller's guarantee.
+    unsafe { stackfree_slow(pool, cache, stk) }
+}
+
+/// Everything stackfree does not do inline. Same contract as stackfree.
+///
+/// # Safety
+/// As for stackfree.
+#[cold]
+#[inline(never)]
+unsafe fn stackfree_slow(pool: &StackPool, cache: Option<&mut StackCache>, stk: Stack) {
     let debug = pool.debug();
     let size = stk.size();
     if debug.stackpoison && stk.source != StackSource::System {
@@ -284,7 +425,7 @@ pub unsafe fn stackfree(pool: &StackPool, mut cache: Option<&mut StackCache>, st
                     && stk.lo & (size - 1) == 0,
                 "gstack: stackfree of a bad stack {stk:?}"
             );
-            match cache.as_deref_mut() {
+            match cache {
                 // SAFETY: the caller guarantees the chunk came from this pool
                 // and is dead.
                 Some(cache) if !debug.stacknocache => unsafe { cache.free(pool, order, stk.lo) },
@@ -299,9 +440,5 @@ pub unsafe fn stackfree(pool: &StackPool, mut cache: Option<&mut StackCache>, st
         StackSource::Guarded => unsafe { pool.free_guarded(stk) },
         // SAFETY: as above.
         StackSource::System => unsafe { pool.free_system(stk) },
-    }
-    match cache {
-        Some(cache) => cache.note_free(pool, size),
-        None => pool.note_free(size),
     }
 }

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering::Acquire};
 use std::sync::atomic::{Ordering::Relaxed, Ordering::Release};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::cache::{CacheSlot, FreeList, StackCache};
+use super::cache::{CacheSlot, StackCache};
 use super::sys::{self, page_size};
 use super::{link, order_size, set_link, AllocError, Stack, StackSource, StackStats};
 use super::{NUM_ORDERS, SPAN_SIZE};
@@ -35,6 +35,9 @@ pub struct StackPool {
     /// Distinguishes pools, so a cache cannot mix up their chunks.
     id: usize,
     debug: DebugFlags,
+    /// No debug flag keeps small stacks off the caches' fast path (read
+    /// once from `debug`, so the fast path tests one plain bool).
+    cache_fast: bool,
     /// Bytes per span: SPAN_SIZE, or the page size if that is larger.
     span_bytes: usize,
     stats: Counters,
@@ -46,8 +49,16 @@ pub struct StackPool {
 
 /// The counters behind StackStats that are not kept per cache: what is
 /// done without a cache, and what only the pool does. Outside the lock, so
-/// that stats() never takes it. `in_use` may wrap below zero when stacks
-/// counted in a cache's slot are freed without one; the sum is exact.
+/// that stats() never takes it.
+///
+/// `in_use`, `allocs` and `frees` are written only with the pool lock held
+/// (see `count`), so a plain load and store updates them, with no atomic
+/// read-modify-write on the paths that take the lock anyway. `in_use`
+/// counts the chunks handed to caches as in use from the moment they leave
+/// the pool; stats() subtracts what the caches hold (see the cache module).
+/// It may wrap below zero when stacks taken from a cache are freed without
+/// one; the sum is exact. `sys` and `spans_released` change around system
+/// calls made outside the lock too, so they use read-modify-writes.
 #[derive(Default)]
 struct Counters {
     in_use: AtomicUsize,
@@ -55,6 +66,28 @@ struct Counters {
     allocs: AtomicU64,
     frees: AtomicU64,
     spans_released: AtomicU64,
+}
+
+impl Counters {
+    /// Add (wrapping) `bytes` to in_use, and the counts to allocs and frees.
+    /// `_locked` is the pool's locked state: only its holder writes these.
+    fn count(&self, _locked: &Inner, bytes: usize, allocs: u64, frees: u64) {
+        let add = |c: &AtomicU64, n: u64| c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+        self.in_use
+            .store(self.in_use.load(Relaxed).wrapping_add(bytes), Relaxed);
+        add(&self.allocs, allocs);
+        add(&self.frees, frees);
+    }
+
+    /// Count a stack of `size` bytes handed out; with the lock held.
+    fn alloc(&self, locked: &Inner, size: usize) {
+        self.count(locked, size, 1, 0);
+    }
+
+    /// Count a stack of `size` bytes given back; with the lock held.
+    fn free(&self, locked: &Inner, size: usize) {
+        self.count(locked, size.wrapping_neg(), 0, 1);
+    }
 }
 
 /// A link of the pool's list of cache slots.
@@ -126,6 +159,10 @@ impl StackPool {
         StackPool {
             id: NEXT_POOL_ID.fetch_add(1, Relaxed),
             debug,
+            cache_fast: !(debug.efence
+                || debug.faultonfree
+                || debug.stackpoison
+                || debug.stacknocache),
             span_bytes: SPAN_SIZE.max(page_size()),
             stats: Counters::default(),
             slots: AtomicPtr::new(ptr::null_mut()),
@@ -145,8 +182,8 @@ impl StackPool {
         self.debug
     }
 
-    /// The pool's statistics: its own counters plus every cache's slot.
-    /// Takes no lock; see StackStats.
+    /// The pool's statistics: its own counters plus every cache's slot
+    /// (whose cached bytes are not in use). Takes no lock; see StackStats.
     pub fn stats(&self) -> StackStats {
         let c = &self.stats;
         let mut s = StackStats {
@@ -223,21 +260,29 @@ impl StackPool {
         if cache.cached_bytes() == 0 {
             return;
         }
-        // take_all refuses a non-empty cache of another pool.
-        let lists = cache.take_all(self);
         let mut inner = self.lock();
-        for (order, list) in lists.into_iter().enumerate() {
-            // SAFETY: a cache holds only free chunks it got from this pool
-            // (take_all checked), linked through their first word.
-            unsafe { self.put_chain(&mut inner, order as u8, list.head, usize::MAX) };
-        }
+        // take_all refuses a non-empty cache of another pool.
+        let bytes = cache.take_all(self, |order, chunks| {
+            // SAFETY: a cache holds only dead chunks of this pool (take_all
+            // checked), each once, and gives them up here.
+            unsafe { self.put_chunks(&mut inner, order, chunks) }
+        });
+        self.stats.count(&inner, bytes.wrapping_neg(), 0, 0);
     }
 
     // ---- for stackalloc / stackfree and the caches ----
 
     /// This pool's identity, for StackCache.
+    #[inline]
     pub(super) fn id(&self) -> usize {
         self.id
+    }
+
+    /// Whether small stacks may take the caches' fast path: no debug flag
+    /// asks for anything else.
+    #[inline]
+    pub(super) fn cache_fast(&self) -> bool {
+        self.cache_fast
     }
 
     /// Give a new cache a counter slot: one a dropped cache gave up, else a
@@ -252,7 +297,7 @@ impl StackPool {
             }
             node = n.next;
         }
-        let slot = Arc::new(CacheSlot::new_owned());
+        let slot = Arc::new(CacheSlot::new_owned(self.id));
         let node = Box::into_raw(Box::new(SlotNode {
             slot: Arc::clone(&slot),
             next: ptr::null_mut(),
@@ -271,28 +316,17 @@ impl StackPool {
         }
     }
 
-    /// Count a stack of `size` bytes handed out without a cache. Called
-    /// once per such stack by stackalloc, after it has the stack.
-    pub(super) fn note_alloc(&self, size: usize) {
-        self.stats.in_use.fetch_add(size, Relaxed);
-        self.stats.allocs.fetch_add(1, Relaxed);
-    }
-
-    /// Count a stack of `size` bytes given back without a cache. Called
-    /// once per such stack by stackfree.
-    pub(super) fn note_free(&self, size: usize) {
-        self.stats.in_use.fetch_sub(size, Relaxed);
-        self.stats.frees.fetch_add(1, Relaxed);
-    }
-
-    /// Take one chunk of `order` for a caller without a cache. Needs no
-    /// precondition; may map a new span.
+    /// Take one chunk of `order` for a caller without a cache, counted as
+    /// allocated. Needs no precondition; may map a new span.
     pub(super) fn alloc_order(&self, order: u8) -> Result<usize, AllocError> {
         let mut inner = self.lock();
-        self.take_chunk(&mut inner, order)
+        let chunk = self.take_chunk(&mut inner, order)?;
+        self.stats.alloc(&inner, order_size(order));
+        Ok(chunk)
     }
 
-    /// Put back a chunk of `order` freed by a caller without a cache.
+    /// Put back a chunk of `order` freed by a caller without a cache,
+    /// counted as freed.
     ///
     /// # Safety
     /// `chunk` must be a chunk of `order` taken from this pool and dead.
@@ -300,50 +334,52 @@ impl StackPool {
         let mut inner = self.lock();
         // SAFETY: the caller guarantees the chunk is ours and dead.
         unsafe { self.put_chunk(&mut inner, order, chunk) };
+        self.stats.free(&inner, order_size(order));
     }
 
-    /// Take chunks of `order` for a cache, under one lock, until they add
-    /// up to at least `want` bytes. Returns them linked through their first
-    /// word, as (first chunk, total bytes); the cache counts them. Fails
-    /// only if not even one chunk can be had.
-    pub(super) fn refill(&self, order: u8, want: usize) -> Result<FreeList, AllocError> {
-        let size = order_size(order);
-        let mut list = FreeList::default();
+    /// Take chunks of `order` for a cache, under one lock, into `out` (from
+    /// its start) until it is full. Returns how many; they count as in use
+    /// from now on (the cache counts them as cached). Fails only if not
+    /// even one chunk can be had.
+    pub(super) fn refill(&self, order: u8, out: &mut [usize]) -> Result<usize, AllocError> {
+        let mut n = 0;
         let mut inner = self.lock();
-        while list.bytes < want {
+        for slot in out.iter_mut() {
             match self.take_chunk(&mut inner, order) {
-                Ok(chunk) => {
-                    // SAFETY: the chunk was just taken off a free list, so it
-                    // is mapped and nobody else holds it.
-                    unsafe { set_link(chunk, list.head) };
-                    list.head = chunk;
-                    list.bytes += size;
-                }
-                Err(e) if list.bytes == 0 => return Err(e),
+                Ok(chunk) => *slot = chunk,
+                Err(e) if n == 0 => return Err(e),
                 Err(_) => break,
             }
+            n += 1;
         }
-        Ok(list)
+        self.stats.count(&inner, n * order_size(order), 0, 0);
+        Ok(n)
     }
 
-    /// Take back from a cache the first `n` chunks of the list starting at
-    /// `head`, under one lock (the cache uncounts them).
+    /// Take back from a cache the chunks of `order` in `chunks`, under one
+    /// lock; they no longer count as in use (the cache uncounts them as
+    /// cached).
     ///
     /// # Safety
-    /// The list must be linked through first words, hold at least `n` dead
-    /// chunks of `order` from this pool, and no longer be owned by the cache.
-    pub(super) unsafe fn release(&self, order: u8, head: usize, n: usize) {
+    /// `chunks` must be distinct dead chunks of `order` from this pool, no
+    /// longer owned by the cache.
+    pub(super) unsafe fn release(&self, order: u8, chunks: &[usize]) {
         let mut inner = self.lock();
         // SAFETY: the caller's guarantee.
-        unsafe { self.put_chain(&mut inner, order, head, n) };
+        unsafe { self.put_chunks(&mut inner, order, chunks) };
+        let bytes = chunks.len() * order_size(order);
+        self.stats.count(&inner, bytes.wrapping_neg(), 0, 0);
     }
 
     /// Allocate a large movable stack of `size` bytes (a power of two >=
-    /// SPAN_SIZE): reuse a free one of that size, else map a new one.
-    /// Returns the stack and whether it was reused (not fresh zeroed memory).
+    /// SPAN_SIZE), counted as allocated: reuse a free one of that size, else
+    /// map a new one. Returns the stack and whether it was reused (not fresh
+    /// zeroed memory).
     pub(super) fn alloc_large(&self, size: usize) -> Result<(Stack, bool), AllocError> {
+        let mut inner = self.lock();
         // SAFETY: the lists hold only dead large stacks of the keyed size.
-        if let Some(lo) = unsafe { pop_keyed(&mut self.lock().large, size) } {
+        if let Some(lo) = unsafe { pop_keyed(&mut inner.large, size) } {
+            self.stats.alloc(&inner, size);
             return Ok((
                 Stack {
                     lo,
@@ -353,9 +389,12 @@ impl StackPool {
                 true,
             ));
         }
+        // Map without holding the lock.
+        drop(inner);
         let len = sys::round_up(size, page_size()).ok_or(AllocError::OutOfMemory(size))?;
         let lo = sys::map(len).ok_or(AllocError::OutOfMemory(size))?;
         self.stats.sys.fetch_add(len, Relaxed);
+        self.stats.alloc(&self.lock(), size);
         Ok((
             Stack {
                 lo,
@@ -366,22 +405,26 @@ impl StackPool {
         ))
     }
 
-    /// Keep a freed large stack for reuse.
+    /// Keep a freed large stack for reuse, counted as freed.
     ///
     /// # Safety
     /// `stk` must be a large stack from this pool, and dead.
     pub(super) unsafe fn free_large(&self, stk: Stack) {
+        let mut inner = self.lock();
         // SAFETY: the caller guarantees the stack is ours and dead.
-        unsafe { push_keyed(&mut self.lock().large, stk.size(), stk.lo) };
+        unsafe { push_keyed(&mut inner.large, stk.size(), stk.lo) };
+        self.stats.free(&inner, stk.size());
     }
 
-    /// Allocate a guarded stack of `size` bytes (a page multiple): reuse a
-    /// free one of that size, guard page and all, else map `size` plus a
-    /// guard page and protect the guard. Returns the stack and whether it
-    /// was reused.
+    /// Allocate a guarded stack of `size` bytes (a page multiple), counted
+    /// as allocated: reuse a free one of that size, guard page and all, else
+    /// map `size` plus a guard page and protect the guard. Returns the stack
+    /// and whether it was reused.
     pub(super) fn alloc_guarded(&self, size: usize) -> Result<(Stack, bool), AllocError> {
+        let mut inner = self.lock();
         // SAFETY: the lists hold only dead guarded stacks of the keyed size.
-        if let Some(lo) = unsafe { pop_keyed(&mut self.lock().guarded, size) } {
+        if let Some(lo) = unsafe { pop_keyed(&mut inner.guarded, size) } {
+            self.stats.alloc(&inner, size);
             return Ok((
                 Stack {
                     lo,
@@ -391,7 +434,10 @@ impl StackPool {
                 true,
             ));
         }
+        // Map without holding the lock.
+        drop(inner);
         let lo = self.map_guarded(size)?;
+        self.stats.alloc(&self.lock(), size);
         Ok((
             Stack {
                 lo,
@@ -402,20 +448,25 @@ impl StackPool {
         ))
     }
 
-    /// Keep a freed guarded stack for reuse; its guard page stays.
+    /// Keep a freed guarded stack for reuse, counted as freed; its guard
+    /// page stays.
     ///
     /// # Safety
     /// `stk` must be a guarded stack from this pool, and dead.
     pub(super) unsafe fn free_guarded(&self, stk: Stack) {
+        let mut inner = self.lock();
         // SAFETY: the caller guarantees the stack is ours and dead.
-        unsafe { push_keyed(&mut self.lock().guarded, stk.size(), stk.lo) };
+        unsafe { push_keyed(&mut inner.guarded, stk.size(), stk.lo) };
+        self.stats.free(&inner, stk.size());
     }
 
     /// Allocate a stack of `size` bytes (movable or guarded) with its own
-    /// mapping and a guard page below, for GSDEBUG=efence/faultonfree.
+    /// mapping and a guard page below, for GSDEBUG=efence/faultonfree;
+    /// counted as allocated.
     pub(super) fn alloc_system(&self, size: usize) -> Result<Stack, AllocError> {
         let len = sys::round_up(size, page_size()).ok_or(AllocError::OutOfMemory(size))?;
         let lo = self.map_guarded(len)?;
+        self.stats.alloc(&self.lock(), size);
         Ok(Stack {
             lo,
             hi: lo + size,
@@ -423,9 +474,10 @@ impl StackPool {
         })
     }
 
-    /// Give back a system stack: under faultonfree make it inaccessible for
-    /// ever (its addresses are deliberately never reused, so a stale access
-    /// faults), else unmap it. Either way it no longer counts in `sys`.
+    /// Give back a system stack, counted as freed: under faultonfree make it
+    /// inaccessible for ever (its addresses are deliberately never reused,
+    /// so a stale access faults), else unmap it. Either way it no longer
+    /// counts in `sys`.
     ///
     /// # Safety
     /// `stk` must be a system stack from this pool, and dead.
@@ -442,6 +494,7 @@ impl StackPool {
             }
         }
         self.stats.sys.fetch_sub(len, Relaxed);
+        self.stats.free(&self.lock(), stk.size());
     }
 
     // ---- internals ----
@@ -546,23 +599,15 @@ impl StackPool {
         }
     }
 
-    /// Put back up to `n` chunks of a list linked through first words.
-    /// Called with the lock held.
+    /// Put back every chunk of `chunks`. Called with the lock held.
     ///
     /// # Safety
-    /// The first `n` chunks of the list (all of it, if shorter) must be dead
-    /// chunks of `order` from this pool, owned by nobody else.
-    unsafe fn put_chain(&self, inner: &mut Inner, order: u8, mut head: usize, n: usize) {
-        for _ in 0..n {
-            if head == 0 {
-                break;
-            }
-            // SAFETY: head is a dead chunk of the list, whose first word
-            // links to the next; read it before put_chunk overwrites it.
-            let next = unsafe { link(head) };
+    /// `chunks` must be distinct dead chunks of `order` from this pool,
+    /// owned by nobody else.
+    unsafe fn put_chunks(&self, inner: &mut Inner, order: u8, chunks: &[usize]) {
+        for &chunk in chunks {
             // SAFETY: the caller's guarantee.
-            unsafe { self.put_chunk(inner, order, head) };
-            head = next;
+            unsafe { self.put_chunk(inner, order, chunk) };
         }
     }
 
