@@ -81,6 +81,16 @@ impl GQueue {
     }
 }
 
+/// How long an M without work looks for some before sleeping.
+const SPIN_FOR: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Spin rounds a victim P may keep its single queued goroutine while its
+/// M goes on scheduling, before a spinning M takes it (a few microseconds).
+const STEAL_GRACE_ROUNDS: u32 = 16;
+
+/// Pause instructions between two looks of a spinning M (about 0.3-1 µs).
+const SPIN_PAUSES: u32 = 64;
+
 /// Schedules between two looks at the global queue first (Go: 61).
 const GLOBAL_CHECK_EVERY: u32 = 61;
 
@@ -325,6 +335,9 @@ pub struct Sched {
     idle: Mutex<()>,
     idle_cv: Condvar,
     nmidle: AtomicUsize,
+    /// Ms looking for work without sleeping (Go's nmspinning): while one
+    /// spins, making work runnable wakes nobody -- the spinner will find it.
+    nmspinning: AtomicUsize,
     /// Every M of the runtime (for the monitor), and the Ms (with their
     /// g0s) whose threads ended: freed when the runtime ends.
     pub(crate) ms: Mutex<Vec<usize>>,
@@ -381,6 +394,7 @@ impl Sched {
             idle: Mutex::new(()),
             idle_cv: Condvar::new(),
             nmidle: AtomicUsize::new(0),
+            nmspinning: AtomicUsize::new(0),
             ms: Mutex::new(Vec::new()),
             retired: Mutex::new(Vec::new()),
             idle_ps: Mutex::new(Vec::new()),
@@ -472,6 +486,14 @@ impl Sched {
 
     /// Wake one idle M if there is one (cheap when none is idle).
     pub(crate) fn wake_idle(&self) {
+        // Order the caller's publication of the work before the looks
+        // below; a spinner (spin_for_work) or a sleeper (schedule) orders
+        // its announcement before its last look for work the same way, so
+        // one of the two sees the other.
+        core::sync::atomic::fence(Ordering::SeqCst);
+        if self.nmspinning.load(Ordering::Relaxed) > 0 {
+            return;
+        }
         if self.nmidle.load(Ordering::SeqCst) > 0 {
             let _l = self.idle.lock().unwrap();
             self.idle_cv.notify_one();
@@ -534,6 +556,76 @@ impl Sched {
             }
         }
         None
+    }
+
+    /// A spinning M's search: look for work over and over for up to
+    /// SPIN_FOR, as Go's spinning Ms do, then give up (the caller sleeps).
+    /// A victim P whose queue holds a single goroutine is left alone while
+    /// its M keeps scheduling (it will run it in a moment, on a warm cache;
+    /// Go protects `runnext` the same way); if its M has not scheduled for
+    /// STEAL_GRACE (it runs something long), the goroutine is taken.
+    ///
+    /// Must be called by the M holding `p`, on its system stack.
+    fn spin_for_work(&self, p: &P) -> Option<*mut G> {
+        let n = self.ps.len();
+        self.nmspinning.fetch_add(1, Ordering::SeqCst);
+        let t0 = std::time::Instant::now();
+        // Per victim: its schedule tick when we first saw it holding a
+        // single goroutine, and since when (spin rounds).
+        let mut seen: Vec<(u32, u32)> = vec![(u32::MAX, 0); n];
+        let mut found = None;
+        let mut round = 0u32;
+        'spin: loop {
+            round = round.wrapping_add(1);
+            if let Some(g) = p.runq_pop().or_else(|| self.pop_global()) {
+                found = Some(g);
+                break;
+            }
+            for victim in self.ps.iter() {
+                if victim.id == p.id {
+                    continue;
+                }
+                let len = victim.runq_len();
+                if len == 0 {
+                    continue;
+                }
+                if len == 1 {
+                    let tick = victim.tick.load(Ordering::Relaxed);
+                    let e = &mut seen[victim.id];
+                    if e.0 != tick {
+                        *e = (tick, round);
+                        continue;
+                    }
+                    if round.wrapping_sub(e.1) < STEAL_GRACE_ROUNDS {
+                        continue;
+                    }
+                }
+                if let Some(g) = victim.steal_into(p) {
+                    found = Some(g);
+                    break 'spin;
+                }
+            }
+            if self.alive() == 0 || self.gc_wanted.load(Ordering::Relaxed) {
+                break;
+            }
+            if round % 16 == 0 && t0.elapsed() > SPIN_FOR {
+                break;
+            }
+            // Look now and then, not flat out: every look pulls the other
+            // Ps' queue lines away from their owners, who write them on
+            // every schedule.
+            for _ in 0..SPIN_PAUSES {
+                core::hint::spin_loop();
+            }
+        }
+        self.nmspinning.fetch_sub(1, Ordering::SeqCst);
+        if found.is_none() {
+            // Producers that saw us spinning woke nobody: look once more
+            // after announcing we stopped (see wake_idle).
+            core::sync::atomic::fence(Ordering::SeqCst);
+            found = self.find_runnable(p);
+        }
+        found
     }
 
     pub fn stats(&self) -> Stats {
@@ -1009,8 +1101,7 @@ impl Sched {
 
 /// `size` rounded up to whole pages: the usable size of a guarded stack.
 fn round_to_pages(size: usize) -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    let page = crate::stack::page_size();
     size.div_ceil(page) * page
 }
 
@@ -1107,9 +1198,21 @@ pub(crate) unsafe fn schedule(m: *mut M) -> ! {
                 sched.release_p(m);
                 gs_gogo(&(*(*m).g0).sched)
             }
-            // Nothing to run: sleep until work appears.  Work is published
-            // before wake_idle takes the lock, and we look for it under the
-            // lock, so no wake-up is lost.
+            // Nothing to run.  With several Ps, look for a while before
+            // sleeping: work that appears meanwhile (a spawn, a wake-up on
+            // another P) is taken without a futex wake-up on the producer's
+            // side, which costs it microseconds.
+            if sched.ps.len() > 1 {
+                if let Some(g) = sched.spin_for_work(p) {
+                    execute(m, g)
+                }
+                if sched.alive() == 0 {
+                    continue;
+                }
+            }
+            // Sleep until work appears.  Work is published before wake_idle
+            // takes the lock, and we look for it under the lock, so no
+            // wake-up is lost.
             let mut l = sched.idle.lock().unwrap();
             let idle = sched.nmidle.fetch_add(1, Ordering::SeqCst) + 1;
             while !sched.any_work() && sched.alive() > 0 {
