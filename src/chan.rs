@@ -339,10 +339,23 @@ impl RawChan {
     /// # Safety
     /// Both point at `elem_size` valid bytes (either may be null when the
     /// size is 0).
+    #[inline]
     unsafe fn copy(&self, from: *const u8, to: *mut u8) {
-        if self.elem_size != 0 && !to.is_null() {
-            // SAFETY: the caller's guarantee.
-            unsafe { ptr::copy(from, to, self.elem_size) }
+        if to.is_null() {
+            return;
+        }
+        // SAFETY: the caller's guarantee; the common word sizes are one
+        // unaligned load and store instead of a call to memmove.
+        unsafe {
+            match self.elem_size {
+                0 => {}
+                8 => ptr::write_unaligned(to as *mut u64, ptr::read_unaligned(from as *const u64)),
+                4 => ptr::write_unaligned(to as *mut u32, ptr::read_unaligned(from as *const u32)),
+                16 => {
+                    ptr::write_unaligned(to as *mut u128, ptr::read_unaligned(from as *const u128))
+                }
+                n => ptr::copy(from, to, n),
+            }
         }
     }
 
@@ -374,7 +387,30 @@ impl RawChan {
             }
             self.unlock();
         }
-        // It must wait: on g0 (which looks again under the lock).
+        // It must wait.  One P, a native goroutine: queue and switch from
+        // here, as Go's gopark would on one thread.
+        // SAFETY: g is this thread's running goroutine, on its stack.
+        if unsafe { direct_ok(g) } {
+            self.lock();
+            // SAFETY: locked; elem as the caller guarantees (a native
+            // stack never moves, so the sudog may point into it).
+            unsafe {
+                if let Some(r) = self.try_send(elem) {
+                    return r;
+                }
+                let s = Sudog::new(g, elem as *mut u8, self, true, false, 0);
+                (*g).waiting = s;
+                (*g).param = ptr::null_mut();
+                self.inner().sendq.enqueue(s);
+                park_here(g, "chan send", self);
+                return if (*g).park_result == SEND_CLOSED {
+                    Err(ChanError::Closed)
+                } else {
+                    Ok(())
+                };
+            }
+        }
+        // Otherwise on g0 (which looks again under the lock).
         // SAFETY: g is this thread's running goroutine, on its stack.
         unsafe {
             (*g).park_args = [self as *const RawChan as usize, elem as usize, 0, 0];
@@ -442,7 +478,25 @@ impl RawChan {
             }
             self.unlock();
         }
-        // It must wait: on g0 (which looks again under the lock).
+        // It must wait (see send).
+        // SAFETY: g is this thread's running goroutine, on its stack.
+        if unsafe { direct_ok(g) } {
+            self.lock();
+            // SAFETY: locked (try_recv unlocks when it returns Some); elem
+            // as the caller guarantees, on a stack that never moves.
+            unsafe {
+                if let Some(ok) = try_recv(self, elem) {
+                    return Ok(ok);
+                }
+                let s = Sudog::new(g, elem, self, false, false, 0);
+                (*g).waiting = s;
+                (*g).param = ptr::null_mut();
+                self.inner().recvq.enqueue(s);
+                park_here(g, "chan receive", self);
+                return Ok((*g).park_result == RECV_OK);
+            }
+        }
+        // Otherwise on g0 (which looks again under the lock).
         // SAFETY: g is this thread's running goroutine, on its stack.
         unsafe {
             (*g).park_args = [self as *const RawChan as usize, elem as usize, 0, 0];
@@ -529,6 +583,39 @@ unsafe fn park(g: *mut G, reason: &'static str, locked: &[*const RawChan]) -> ! 
             (*c).unlock();
         }
         sched::schedule(m)
+    }
+}
+
+/// Whether goroutine `g` (running, on its own stack) may block without
+/// going through g0: a native goroutine (its stack never moves, so its
+/// sudogs may point into it while it still runs) on a one-P runtime (no
+/// other M can run it before its switch saved its context).
+///
+/// # Safety
+/// `g` is this thread's running goroutine.
+#[inline]
+unsafe fn direct_ok(g: *mut G) -> bool {
+    // SAFETY: the caller's guarantee; its M and Sched are live.
+    unsafe { (*g).kind == crate::g::GKind::Native && (&(*(*(*g).m).sched).ps).len() == 1 }
+}
+
+/// Block `g` on the one channel `c` (locked by us, g's sudog queued on
+/// it) from g's own stack: mark it waiting, release the channel, switch
+/// to the next goroutine.  Returns once it was woken and resumed (its
+/// result is in park_result, set by finish_wake).
+///
+/// # Safety
+/// As [`direct_ok`] says; `c` is locked by the caller.
+unsafe fn park_here(g: *mut G, reason: &'static str, c: &RawChan) {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        let m = (*g).m;
+        (*g).waitreason = reason;
+        (*g).set_status(Status::Waiting);
+        // From here a partner may wake g (it holds the lock to dequeue the
+        // sudog); the wake only queues it, and only this M runs it.
+        c.unlock();
+        sched::park_direct(m, g);
     }
 }
 

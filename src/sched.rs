@@ -486,6 +486,12 @@ impl Sched {
 
     /// Wake one idle M if there is one (cheap when none is idle).
     pub(crate) fn wake_idle(&self) {
+        if self.ps.len() == 1 {
+            // The one P is held by the caller's M (only the P's holder
+            // queues locally): no M with a P sleeps.  Work from outside
+            // goes through put_global, which wakes everyone.
+            return;
+        }
         // Order the caller's publication of the work before the looks
         // below; a spinner (spin_for_work) or a sleeper (schedule) orders
         // its announcement before its last look for work the same way, so
@@ -1268,8 +1274,25 @@ pub(crate) unsafe fn yield_switch(m: *mut M, g: *mut G) {
             }
         };
         (*g).set_status(Status::Runnable);
+        switch_direct(m, g, next);
+    }
+}
+
+/// One P only: run `next` on this M in place of `g` (running, on its own
+/// stack, already queued or parked), without going through g0: the switch
+/// saves g's context.  No other M can take g before that: there is none
+/// with a P.  g may even be `next` (woken from another thread meanwhile
+/// and popped right back): the switch then saves and resumes it at once.
+///
+/// # Safety
+/// `m` is this thread's M of a one-P runtime, `g` its current goroutine
+/// on g's stack, `next` runnable and off every queue.
+#[inline]
+unsafe fn switch_direct(m: *mut M, g: *mut G, next: *mut G) {
+    // SAFETY: the caller's guarantee.
+    unsafe {
         // One P means one M scheduling: no scan can hold `next` now (scans
-        // run on this M's g0, between goroutines), so plain stores do what
+        // run on this M between goroutines), so plain stores do what
         // set_resumed's compare-and-swap does.
         if (*next).chan_wake {
             crate::chan::finish_wake(next);
@@ -1283,6 +1306,40 @@ pub(crate) unsafe fn yield_switch(m: *mut M, g: *mut G) {
         (*m).curg = next;
         (*m).note_running(next);
         crate::trampoline::gs_swapcontext(&mut (*g).sched, &(*next).sched);
+    }
+}
+
+/// Block the calling goroutine `g` of a one-P runtime, already marked
+/// Waiting with its wake-up arranged (a queued sudog): switch straight to
+/// the next runnable goroutine, or to the scheduler on g0 when there is
+/// none.  Returns when g was woken and resumed.
+///
+/// # Safety
+/// As for [`switch_direct`]; `g` is a native goroutine (its stack never
+/// moves, so a sudog may point into it while it runs this), and whatever
+/// locks arranged the wake-up are released.
+pub(crate) unsafe fn park_direct(m: *mut M, g: *mut G) {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        let sched = &*(*m).sched;
+        let p = &*(*m).p.load(Ordering::Relaxed);
+        match sched.find_runnable(p) {
+            Some(next) => switch_direct(m, g, next),
+            None => crate::trampoline::mcall(g, gs_park_schedule),
+        }
+    }
+}
+
+/// mcall target of park_direct with nothing else to run: g's context is
+/// saved and it waits; schedule on g0.
+extern "C" fn gs_park_schedule(g: *mut G) -> ! {
+    // SAFETY: mcall passes this M's goroutine, stopped at g.sched and
+    // already waiting (whoever wakes it queues it; only this M, through
+    // schedule, can run it).
+    unsafe {
+        let m = (*g).m;
+        (*m).curg = ptr::null_mut();
+        schedule(m)
     }
 }
 
