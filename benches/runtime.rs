@@ -19,7 +19,8 @@
 //! * `spawn+exit` / `spawn+exit managed` — spawn a goroutine that returns
 //!   at once (a native `|| {}`, or gs_test_leaf(g, 0)) and yield to let it
 //!   run to its end; the dead G and its stack are recycled by the next
-//!   spawn.  Go's figure for this is usually taken on 2 Ps; ours is 1 P.
+//!   spawn; on 1 P and (`spawn+exit 2 Ps`, target at most 100 ns, Go
+//!   1.19: 320-480 ns) on 2 Ps, where the other M spins for work.
 //! * `gc/{10k,100k} parked` — one scan cycle (`gstack::gc()`) over that many
 //!   managed goroutines parked in gs_test_rec at depth 3 (4 frames, yielding
 //!   whenever they run), throughput in goroutines.  Such goroutines are
@@ -77,7 +78,7 @@ use std::time::{Duration, Instant};
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{in_goroutine, median_ns, note, runtime};
+use common::{in_goroutine, in_goroutine_procs, median_ns, note, runtime};
 
 extern "C" {
     fn gs_test_leaf();
@@ -243,6 +244,21 @@ fn spawns(c: &mut Criterion) {
                 t.elapsed()
             });
             note("spawn+exit", iters, d)
+        })
+    });
+    g.bench_function("spawn+exit 2 Ps", |b| {
+        b.iter_custom(|iters| {
+            let d = in_goroutine_procs(2, iters, |n| {
+                gstack::spawn(|| {});
+                gstack::yield_now();
+                let t = Instant::now();
+                for _ in 0..n {
+                    gstack::spawn(|| {});
+                    gstack::yield_now();
+                }
+                t.elapsed()
+            });
+            note("spawn+exit 2 Ps", iters, d)
         })
     });
     g.bench_function("spawn+exit managed", |b| {
@@ -746,11 +762,12 @@ fn memory_reports() -> Vec<String> {
 }
 
 fn report(memory: &[String]) {
-    let targets: [(&str, Option<f64>); 5] = [
+    let targets: [(&str, Option<f64>); 6] = [
         ("chan/unbuffered round trip", Some(100.0)),
         ("chan/buffered(64) send+recv", None),
         ("select/2 cases round trip", None),
         ("spawn+exit", None),
+        ("spawn+exit 2 Ps", Some(100.0)),
         ("spawn+exit managed", None),
     ];
     let mut lines = Vec::new();

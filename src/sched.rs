@@ -27,9 +27,16 @@ use std::sync::{Condvar, Mutex};
 /// Below this much stack in use the automatic trigger never fires.
 const GC_FLOOR: usize = 4 << 20;
 
-/// Dead goroutines keep their stacks for reuse, up to this many; beyond it
-/// a dying goroutine's stack goes back to the pool (the G itself is kept).
+/// Dead goroutines on the shared free list keep their stacks for reuse, up
+/// to this many; beyond it a stack goes back to the pool (the G is kept).
 const MAX_FREE_STACKS: usize = 256;
+
+/// Dead Gs a P keeps for its own spawns; half move to (or come from) the
+/// shared list at once when it overflows (runs dry).
+const LOCAL_GFREE: usize = 64;
+
+/// Goroutine ids a P takes from the shared counter at once.
+const ID_BATCH: u64 = 16;
 
 /// FIFO of goroutines linked through `G::schedlink`: no allocation.
 pub(crate) struct GQueue {
@@ -125,6 +132,18 @@ pub(crate) struct P {
     /// Schedules left before the global queue is looked at first (its
     /// fairness check); counts down from GLOBAL_CHECK_EVERY.
     tick: AtomicU32,
+    /// Dead Gs for this P's spawns (Go's p.gFree): only the holder touches
+    /// it, so a spawn and an exit take no lock.  Bounded by LOCAL_GFREE;
+    /// the excess goes to the shared list in batches.  A G here keeps its
+    /// stack only when it is a starting-size one.
+    gfree: UnsafeCell<Vec<*mut G>>,
+    /// Goroutine ids handed out by this P: next, and the end of the block
+    /// it took from the shared counter (Go's goidcache).
+    id_next: AtomicU64,
+    id_end: AtomicU64,
+    /// Counted by the holder with plain loads and stores; stats() sums.
+    spawned: AtomicU64,
+    recycled: AtomicU64,
 }
 
 // SAFETY: the queue is touched under `lock` when shared (several Ps), and
@@ -149,6 +168,11 @@ impl P {
             cache: UnsafeCell::new(StackCache::new()),
             flushed: AtomicU64::new(0),
             tick: AtomicU32::new(0),
+            gfree: UnsafeCell::new(Vec::new()),
+            id_next: AtomicU64::new(0),
+            id_end: AtomicU64::new(0),
+            spawned: AtomicU64::new(0),
+            recycled: AtomicU64::new(0),
         }
     }
 
@@ -247,6 +271,23 @@ impl P {
             unsafe { thief.runq_push(g) };
         }
         Some(first)
+    }
+
+    /// Add one to a counter only this P's holder writes.
+    #[inline]
+    fn bump(c: &AtomicU64) {
+        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// This P's list of dead Gs.
+    ///
+    /// # Safety
+    /// Called by the M holding this P, on its system stack; the borrow ends
+    /// before anything else can use the list.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn gfree(&self) -> &mut Vec<*mut G> {
+        // SAFETY: the caller's guarantee.
+        unsafe { &mut *self.gfree.get() }
     }
 
     /// This P's stack cache.
@@ -350,8 +391,6 @@ pub struct Sched {
     gs: Mutex<GTable>,
     next_id: AtomicU64,
     alive: AtomicUsize,
-    spawned: AtomicU64,
-    recycled: AtomicU64,
     grows: AtomicU64,
     bytes_copied: AtomicU64,
     peak_stack: AtomicUsize,
@@ -408,8 +447,6 @@ impl Sched {
             }),
             next_id: AtomicU64::new(1),
             alive: AtomicUsize::new(0),
-            spawned: AtomicU64::new(0),
-            recycled: AtomicU64::new(0),
             grows: AtomicU64::new(0),
             bytes_copied: AtomicU64::new(0),
             peak_stack: AtomicUsize::new(0),
@@ -641,8 +678,16 @@ impl Sched {
             stack_sys: s.sys,
             stack_cached: s.cached,
             goroutines_alive: self.alive.load(Ordering::Relaxed),
-            goroutines_spawned: self.spawned.load(Ordering::Relaxed),
-            goroutines_recycled: self.recycled.load(Ordering::Relaxed),
+            goroutines_spawned: self
+                .ps
+                .iter()
+                .map(|p| p.spawned.load(Ordering::Relaxed))
+                .sum(),
+            goroutines_recycled: self
+                .ps
+                .iter()
+                .map(|p| p.recycled.load(Ordering::Relaxed))
+                .sum(),
             stack_copies: self.grows.load(Ordering::Relaxed),
             stack_bytes_copied: self.bytes_copied.load(Ordering::Relaxed),
             stack_peak: self.peak_stack.load(Ordering::Relaxed),
@@ -788,22 +833,18 @@ impl Sched {
                 size.max(crate::stack::MIN_STACK).next_power_of_two(),
             ),
         };
-        let g = {
-            let mut t = self.gs.lock().unwrap();
-            match t.free.pop() {
-                Some(g) => {
-                    // SAFETY: Gs on the free list are live and dead.
-                    if unsafe { (*g).stack.is_some() } {
-                        t.free_with_stack -= 1;
-                    }
-                    self.recycled.fetch_add(1, Ordering::Relaxed);
-                    g
-                }
-                None => {
-                    let g = Box::into_raw(Box::new(G::new(kind)));
-                    t.all.push(g);
-                    g
-                }
+        // SAFETY: newproc runs on the system stack of an M of this Sched
+        // (see above): its P's lists are ours.
+        let p = unsafe { self.cur_p() };
+        let g = match unsafe { self.gfget(p) } {
+            Some(g) => {
+                P::bump(&p.recycled);
+                g
+            }
+            None => {
+                let g = Box::into_raw(Box::new(G::new(kind)));
+                self.gs.lock().unwrap().all.push(g);
+                g
             }
         };
         // SAFETY: g is a live G nobody else references (fresh or taken off
@@ -824,8 +865,7 @@ impl Sched {
                         gr.stack_kind = stack_kind;
                     }
                     Err(e) => {
-                        let mut t = self.gs.lock().unwrap();
-                        t.free.push(g);
+                        p.gfree().push(g);
                         return Err(SpawnError::Stack(e));
                     }
                 }
@@ -847,7 +887,7 @@ impl Sched {
             gr.parking_on_chan = false;
             gr.async_stopped = false;
             gr.gc_request = None;
-            gr.id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            gr.id = self.next_goid(p);
             gr.waitreason = "";
             gr.retval = 0;
             let entry = match start {
@@ -881,7 +921,7 @@ impl Sched {
             self.install_guard(gr);
             gr.set_status(Status::Runnable);
             self.alive.fetch_add(1, Ordering::Relaxed);
-            self.spawned.fetch_add(1, Ordering::Relaxed);
+            P::bump(&p.spawned);
         }
         Ok(g)
     }
@@ -908,12 +948,46 @@ impl Sched {
             .find(|&g| unsafe { (*g).id == id && (*g).status() != Status::Dead })
     }
 
-    /// Put a dead G on the free list; keep its stack if there is room.
-    /// Runs on g0.
+    /// A goroutine id for a spawn on P `p` (ids stay unique across Ps:
+    /// each P takes blocks of ID_BATCH from the shared counter).
+    fn next_goid(&self, p: &P) -> u64 {
+        let mut id = p.id_next.load(Ordering::Relaxed);
+        if id == p.id_end.load(Ordering::Relaxed) {
+            id = self.next_id.fetch_add(ID_BATCH, Ordering::Relaxed);
+            p.id_end.store(id + ID_BATCH, Ordering::Relaxed);
+        }
+        p.id_next.store(id + 1, Ordering::Relaxed);
+        id
+    }
+
+    /// A dead G for a spawn on P `p`: from its own list, else a batch from
+    /// the shared list.
+    ///
+    /// # Safety
+    /// On the system stack of the M holding `p`.
+    unsafe fn gfget(&self, p: &P) -> Option<*mut G> {
+        // SAFETY: the caller's guarantee.
+        let local = unsafe { p.gfree() };
+        if local.is_empty() {
+            let mut t = self.gs.lock().unwrap();
+            for _ in 0..LOCAL_GFREE / 2 {
+                let Some(g) = t.free.pop() else { break };
+                // SAFETY: Gs on the free list are live and dead.
+                if unsafe { (*g).stack.is_some() } {
+                    t.free_with_stack -= 1;
+                }
+                local.push(g);
+            }
+        }
+        local.pop()
+    }
+
+    /// Put a dead G on its P's free list (keeping its stack if it is a
+    /// starting-size one); when the list is full, half moves to the shared
+    /// list, which keeps at most MAX_FREE_STACKS stacks.  Runs on g0.
     fn gfput(&self, g: *mut G) {
-        let mut t = self.gs.lock().unwrap();
         // SAFETY: g is dead and referenced by nobody else; on g0 of an M of
-        // this Sched.
+        // this Sched, so its P's cache and lists are ours.
         unsafe {
             if let Some(stk) = (*g).stack {
                 // Keep only stacks a new goroutine would get anyway (Go
@@ -923,15 +997,28 @@ impl Sched {
                     GKind::Managed => self.managed_start_size(),
                     _ => round_to_pages(self.config.native_stack_size),
                 };
-                if t.free_with_stack >= MAX_FREE_STACKS || stk.size() != start {
+                if stk.size() != start {
                     stackfree(&self.pool, self.cache(), stk);
                     (*g).clear_stack();
-                } else {
-                    t.free_with_stack += 1;
+                }
+            }
+            let local = self.cur_p().gfree();
+            local.push(g);
+            if local.len() > LOCAL_GFREE {
+                let mut t = self.gs.lock().unwrap();
+                for g in local.drain(..LOCAL_GFREE / 2) {
+                    if let Some(stk) = (*g).stack {
+                        if t.free_with_stack >= MAX_FREE_STACKS {
+                            stackfree(&self.pool, self.cache(), stk);
+                            (*g).clear_stack();
+                        } else {
+                            t.free_with_stack += 1;
+                        }
+                    }
+                    t.free.push(g);
                 }
             }
         }
-        t.free.push(g);
     }
 
     /// Every goroutine finished: free every stack and G, empty the cache,
@@ -953,6 +1040,7 @@ impl Sched {
             t.free.clear();
             t.free_with_stack = 0;
             for p in self.ps.iter() {
+                p.gfree().clear();
                 self.pool.flush_cache(p.cache());
             }
         }

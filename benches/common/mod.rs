@@ -11,8 +11,13 @@ use std::time::Duration;
 /// One P (every goroutine on the thread that calls `Runtime::run`), no
 /// debug modes, no automatic cycles.
 pub fn runtime() -> Runtime {
+    runtime_procs(1)
+}
+
+/// As [`runtime`], with `procs` Ps (one M thread each).
+pub fn runtime_procs(procs: usize) -> Runtime {
     Runtime::new(Config {
-        procs: 1,
+        procs,
         debug: DebugFlags::default(),
         gc_percent: 0,
         ..Config::default()
@@ -22,9 +27,18 @@ pub fn runtime() -> Runtime {
 /// Run `body(iters)` as the main goroutine of a fresh runtime and return
 /// the time it measured.
 pub fn in_goroutine(iters: u64, body: impl FnOnce(u64) -> Duration + Send + 'static) -> Duration {
+    in_goroutine_procs(1, iters, body)
+}
+
+/// As [`in_goroutine`], on a runtime with `procs` Ps.
+pub fn in_goroutine_procs(
+    procs: usize,
+    iters: u64,
+    body: impl FnOnce(u64) -> Duration + Send + 'static,
+) -> Duration {
     let out = Arc::new(Mutex::new(Duration::ZERO));
     let o = out.clone();
-    runtime().run(move || *o.lock().unwrap() = body(iters));
+    runtime_procs(procs).run(move || *o.lock().unwrap() = body(iters));
     let d = *out.lock().unwrap();
     d
 }
