@@ -575,6 +575,12 @@ unsafe fn park(g: *mut G, reason: &'static str, locked: &[*const RawChan]) -> ! 
         gr.parking_on_chan = true;
         gr.waitreason = reason;
         gr.set_status(Status::Waiting);
+        let hook = PARKING_HOOK.load(Ordering::Acquire);
+        if !hook.is_null() {
+            // Tests: act inside the window (see set_parking_hook).
+            let f: fn(u64) = core::mem::transmute::<*mut (), fn(u64)>(hook);
+            f(gr.id);
+        }
         // Committed: from here a scan may claim it (it locks the channels
         // itself before touching the sudogs).  As Go's chanparkcommit, the
         // flag drops before the unlock.
@@ -617,6 +623,23 @@ unsafe fn park_here(g: *mut G, reason: &'static str, c: &RawChan) {
         c.unlock();
         sched::park_direct(m, g);
     }
+}
+
+/// A test hook run by a goroutine parking on channels through g0, inside
+/// the window where it is already Waiting but still parking (its sudogs
+/// queued, the channels locked by it): null, or a `fn(goroutine id)`.
+static PARKING_HOOK: core::sync::atomic::AtomicPtr<()> =
+    core::sync::atomic::AtomicPtr::new(ptr::null_mut());
+
+/// Install (Some) or remove (None) the parking-window hook (tests of the
+/// rule that a goroutine still parking on a channel is never moved: the
+/// hook runs on the system stack with the goroutine's channels locked, so
+/// it must not touch those channels).
+pub(crate) fn set_parking_hook(f: Option<fn(u64)>) {
+    PARKING_HOOK.store(
+        f.map_or(ptr::null_mut(), |f| f as *mut ()),
+        Ordering::Release,
+    );
 }
 
 /// Resume `g` at once with its result (the operation did not block).

@@ -179,6 +179,15 @@ pub use sched::SpawnError;
 pub mod testing {
     use core::ffi::c_void;
 
+    /// Run `f(goroutine id)` whenever a goroutine parks on channels through
+    /// the system stack (managed code's stubs, select), inside the window
+    /// in which it is already Waiting but still parking: its sudogs are
+    /// queued and its channels locked by it.  `f` runs on the system stack
+    /// and must not touch those channels.  None removes the hook.
+    pub fn set_parking_hook(f: Option<fn(u64)>) {
+        crate::chan::set_parking_hook(f)
+    }
+
     /// The SP as seen on entry to an asm function called from here: the
     /// alignment every call the runtime makes must satisfy.  Returns
     /// `(sp, aligned)`.
