@@ -138,6 +138,42 @@ GS_FUNC gs_test_plain, 16
         GS_EPILOGUE
 GS_FUNC_END gs_test_plain
 
+/* gs_test_big(g, depth, yields): see asm/managed_x86_64.S. */
+GS_FUNC gs_test_big, 512
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        str     x0, [sp, #8]
+        str     x1, [sp, #16]
+        add     x9, sp, #16
+        str     x9, [sp]
+        cbz     x1, .Lbig_leaf
+        sub     x1, x1, #1
+        GS_CALL gs_test_big, 1
+        cbz     x0, 9f
+        ldr     x9, [sp]
+        add     x10, sp, #16
+        cmp     x9, x10
+        b.ne    8f
+        ldr     x9, [x9]
+        ldr     x10, [sp, #16]
+        cmp     x9, x10
+        b.ne    8f
+        add     x0, x0, #1
+        GS_EPILOGUE
+.Lbig_leaf:
+        cbz     x2, 1f
+        sub     x2, x2, #1
+        str     x2, [sp, #24]
+        ldr     x0, [sp, #8]
+        GS_CALL gs_yield, 1
+        ldr     x2, [sp, #24]
+        b       .Lbig_leaf
+1:      mov     x0, #1
+        GS_EPILOGUE
+8:      mov     x0, #0
+9:      GS_EPILOGUE
+GS_FUNC_END gs_test_big
+
 /* gs_test_dense(g, depth, yields) -> depth + 1, or 0 if a pointer broke;
    [0..56] eight pointers to word 0 of this frame, [64] g, [72] depth */
 GS_FUNC gs_test_dense, 80

@@ -159,6 +159,48 @@ GS_FUNC gs_test_plain, 16
 GS_FUNC_END gs_test_plain
 
 /*
+ * gs_test_big(g, depth, yields) -> depth + 1, or 0 if a pointer broke.
+ *   A 512-byte frame: its saved FP lies past the first 64 words of the
+ *   frame's map.  [0] points at [16] (the depth), [8] g, [24] yields left.
+ */
+GS_FUNC gs_test_big, 512
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        mov     [rsp + 8], rdi
+        mov     [rsp + 16], rsi
+        lea     rax, [rsp + 16]
+        mov     [rsp], rax
+        test    rsi, rsi
+        jz      .Lbig_leaf
+        lea     rsi, [rsi - 1]
+        GS_CALL gs_test_big, 1
+        test    rax, rax
+        jz      9f
+        mov     rcx, [rsp]
+        lea     rdx, [rsp + 16]
+        cmp     rcx, rdx
+        jne     8f
+        mov     rcx, [rcx]
+        cmp     rcx, [rsp + 16]
+        jne     8f
+        inc     rax
+        GS_EPILOGUE
+.Lbig_leaf:
+        test    rdx, rdx
+        jz      1f
+        dec     rdx
+        mov     [rsp + 24], rdx
+        mov     rdi, [rsp + 8]
+        GS_CALL gs_yield, 1
+        mov     rdx, [rsp + 24]
+        jmp     .Lbig_leaf
+1:      mov     eax, 1
+        GS_EPILOGUE
+8:      xor     eax, eax
+9:      GS_EPILOGUE
+GS_FUNC_END gs_test_big
+
+/*
  * gs_test_dense(g, depth, yields) -> depth + 1, or 0 if a pointer broke
  *   [0..56] eight words, every one a pointer to word 0 of this frame (a
  *   map with every pointer word set), [64] g, [72] depth / yields left.

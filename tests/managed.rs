@@ -441,6 +441,61 @@ fn leaf_returns_its_value() {
 extern "C" {
     fn gs_test_plain();
     fn gs_test_dense();
+    fn gs_test_big();
+}
+
+/// 512-byte frames: each frame's saved FP lies past the first 64 words of
+/// its map (copystack's second mask word), and its pointer slot must
+/// follow every move -- by growth from 2 KiB, by a forced move at every
+/// call, and by hand at every depth 0..40 while parked.
+#[test]
+fn big_frames_grow_move_at_every_call_and_by_hand() {
+    let res = Arc::new(Mutex::new(Vec::new()));
+    let r2 = res.clone();
+    rt_with(2048, poison()).run(move || {
+        let grown = Builder::new()
+            .spawn_managed(addr(gs_test_big), &[3000, 0])
+            .unwrap();
+        let forced = Builder::new()
+            .force_move(true)
+            .spawn_managed(addr(gs_test_big), &[200, 0])
+            .unwrap();
+        let mut moved = 0;
+        for depth in 0..40usize {
+            let h = Builder::new()
+                .spawn_managed(addr(gs_test_big), &[depth, 1000])
+                .unwrap();
+            common::park_until(h.id, depth + 1);
+            let size = inspect::stack_size(h.id).unwrap();
+            for s in [size * 2, size, size * 4] {
+                inspect::move_stack(h.id, s).unwrap();
+                moved += 1;
+            }
+            while h.result().is_none() {
+                gstack::yield_now();
+            }
+            r2.lock().unwrap().push((depth, h.result().unwrap()));
+        }
+        while grown.result().is_none() || forced.result().is_none() {
+            gstack::yield_now();
+        }
+        let mut r = r2.lock().unwrap();
+        r.push((3000, grown.result().unwrap()));
+        r.push((200, forced.result().unwrap()));
+        r.push((usize::MAX, moved));
+    });
+    let r = res.lock().unwrap();
+    for &(depth, got) in r.iter() {
+        if depth == usize::MAX {
+            assert_eq!(got, 120, "moves by hand");
+        } else {
+            assert_eq!(
+                got,
+                depth + 1,
+                "depth {depth}: a pointer broke (0) or frames lost"
+            );
+        }
+    }
 }
 
 #[test]

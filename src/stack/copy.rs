@@ -137,8 +137,8 @@ pub unsafe fn copystack(sched: &Sched, g: *mut G, newsize: usize) {
     let copied_hi = sghi.max(sp);
     let r = {
         let table = crate::functab::read();
-        // SAFETY: g is stopped and ours; its context is at start (in the
-        // old stack, checked above); [sp, copied_hi) is already copied; the
+        // SAFETY: g is stopped and ours; its context is at start (its SP
+        // in the old stack, checked above; its FP checked by the walk); [sp, copied_hi) is already copied; the
         // new stack's used part is ours alone, except words below sghi,
         // which move_frames writes with CAS.
         unsafe {
@@ -292,8 +292,12 @@ fn lookup<'t>(cursor: &mut Cursor<'t>, pc: usize) -> Option<SiteEntry<'t>> {
 /// `new_addr` is an 8-aligned word of the new stack's used part.
 #[inline]
 unsafe fn cas_adjust(new_addr: usize, mv: Move) -> usize {
-    // SAFETY: the caller's guarantee; other threads only access this word
-    // atomically (a sender's write under no lock is a word store).
+    // SAFETY: the caller's guarantee.  A known imprecision (as in Go):
+    // a sender may write this word concurrently with a plain store of an
+    // element (made under the channel's lock, which we no longer hold), so
+    // under Rust's model this CAS races with it; the hardware makes the
+    // outcome one of the two values, which is all seed 001 needs.  An
+    // element whose size is not a word may be written bytewise.
     let w = unsafe { &*(new_addr as *const AtomicUsize) };
     let mut v = w.load(Ordering::Relaxed);
     loop {
@@ -873,6 +877,34 @@ unsafe fn move_frames_fast(table: &Table, mv: Move, start: WalkStart) -> Result<
             // Keep the lines it reads next (and the pass after it) in L1.
             prefetch(fp + PREFETCH_AHEAD);
             prefetch(fp + PREFETCH_AHEAD + 64);
+            // SAFETY: fp lies inside the stopped old stack, 16-aligned,
+            // with a record's room below the entry record's end (checked).
+            let rec = unsafe { read_frame_record(fp) };
+            // The record's checks come before its window is moved: a bad
+            // saved FP is reported as the walker reports it, never as a
+            // bad pointer slot (the saved FP is a marked word too).
+            let is_entry = rec.ret_pc == exit_pc;
+            if is_entry {
+                if fp != entry_fp || rec.saved_fp != 0 {
+                    return Err(MoveError::Walk(WalkError::EntryFrameMisplaced {
+                        fp,
+                        want: entry_fp,
+                    }));
+                }
+            } else if rec.saved_fp == 0 {
+                return Err(MoveError::Walk(WalkError::NoEntryFrame {
+                    frame: n,
+                    pc: rec.ret_pc,
+                }));
+            } else if rec.saved_fp <= fp {
+                return Err(MoveError::Walk(WalkError::BadFramePointer {
+                    frame: n,
+                    fp: rec.saved_fp,
+                    sp: fp + FRAME_RECORD_SIZE,
+                    stack_lo: lo,
+                    stack_hi: hi,
+                }));
+            }
             // Every window the walk is now past is complete: move it.
             let top = fp + FRAME_RECORD_SIZE;
             while top >= win + WINDOW {
@@ -882,32 +914,8 @@ unsafe fn move_frames_fast(table: &Table, mv: Move, start: WalkStart) -> Result<
                 win += WINDOW;
                 acc.reload(&ring, (win - base) / 8 / 64);
             }
-            // SAFETY: fp lies inside the stopped old stack, 16-aligned,
-            // with a record's room below the entry record's end (checked).
-            let rec = unsafe { read_frame_record(fp) };
-            if rec.ret_pc == exit_pc {
-                if fp != entry_fp || rec.saved_fp != 0 {
-                    return Err(MoveError::Walk(WalkError::EntryFrameMisplaced {
-                        fp,
-                        want: entry_fp,
-                    }));
-                }
+            if is_entry {
                 break;
-            }
-            if rec.saved_fp == 0 {
-                return Err(MoveError::Walk(WalkError::NoEntryFrame {
-                    frame: n,
-                    pc: rec.ret_pc,
-                }));
-            }
-            if rec.saved_fp <= fp {
-                return Err(MoveError::Walk(WalkError::BadFramePointer {
-                    frame: n,
-                    fp: rec.saved_fp,
-                    sp: fp + FRAME_RECORD_SIZE,
-                    stack_lo: lo,
-                    stack_hi: hi,
-                }));
             }
             pc = rec.ret_pc;
             sp = top;
