@@ -246,6 +246,133 @@ impl MoveError {
     }
 }
 
+/// What both copy loops check per frame, as [`crate::unwind::walk`] does,
+/// with a two-entry cache of call sites keyed by return pc (deep
+/// recursion returns to one or two pcs), most recently used first.
+struct SiteWalk<'t> {
+    table: &'t Table,
+    cursor: Cursor<'t>,
+    c0: SiteEntry<'t>,
+    c1: SiteEntry<'t>,
+    lo: usize,
+    hi: usize,
+    entry_fp: usize,
+    exit_pc: usize,
+}
+
+impl<'t> SiteWalk<'t> {
+    fn new(table: &'t Table, lo: usize, hi: usize) -> SiteWalk<'t> {
+        let empty = SiteEntry {
+            pc: 0,
+            frame_size: 0,
+            slots: &[],
+            mask: [0; 2],
+        };
+        SiteWalk {
+            table,
+            cursor: table.cursor(),
+            c0: empty,
+            c1: empty,
+            lo,
+            hi,
+            entry_fp: initial_sp(hi) - FRAME_RECORD_SIZE,
+            exit_pc: goexit_pc(),
+        }
+    }
+
+    /// Frame `n` at (pc, sp, fp): its FP must be 16-aligned, in the stack
+    /// at or above its SP and not above the entry record; its call site
+    /// must have a map (else it is imprecise) whose frame size is FP - SP.
+    #[inline(always)]
+    fn frame(
+        &mut self,
+        n: usize,
+        pc: usize,
+        sp: usize,
+        fp: usize,
+    ) -> Result<SiteEntry<'t>, MoveError> {
+        if fp % 16 != 0 || fp < sp || fp < self.lo || fp > self.entry_fp {
+            return Err(MoveError::Walk(WalkError::BadFramePointer {
+                frame: n,
+                fp,
+                sp,
+                stack_lo: self.lo,
+                stack_hi: self.hi,
+            }));
+        }
+        let e = if pc == self.c0.pc && pc != 0 {
+            self.c0
+        } else if pc == self.c1.pc && pc != 0 {
+            core::mem::swap(&mut self.c0, &mut self.c1);
+            self.c0
+        } else {
+            match lookup(&mut self.cursor, pc) {
+                Some(e) => {
+                    self.c1 = self.c0;
+                    self.c0 = e;
+                    e
+                }
+                None => {
+                    return Err(MoveError::Imprecise {
+                        frame: describe(self.table, pc, sp, fp),
+                        sp,
+                    })
+                }
+            }
+        };
+        if e.frame_size != fp - sp {
+            return Err(MoveError::Walk(WalkError::FrameSizeMismatch {
+                frame: n,
+                func: self
+                    .table
+                    .find(pc)
+                    .map_or(String::new(), |f| f.name.clone()),
+                pc,
+                map: e.frame_size as u32,
+                actual: fp - sp,
+            }));
+        }
+        Ok(e)
+    }
+
+    /// Check the frame record at `fp` (of frame `n`, counted from 1):
+    /// whether it is the entry frame's -- exactly at the entry record,
+    /// saved FP 0 -- or else a record whose saved FP is higher up.
+    #[inline(always)]
+    fn is_entry(
+        &self,
+        n: usize,
+        fp: usize,
+        rec: crate::arch::FrameRecord,
+    ) -> Result<bool, MoveError> {
+        if rec.ret_pc == self.exit_pc {
+            if fp != self.entry_fp || rec.saved_fp != 0 {
+                return Err(MoveError::Walk(WalkError::EntryFrameMisplaced {
+                    fp,
+                    want: self.entry_fp,
+                }));
+            }
+            return Ok(true);
+        }
+        if rec.saved_fp == 0 {
+            return Err(MoveError::Walk(WalkError::NoEntryFrame {
+                frame: n,
+                pc: rec.ret_pc,
+            }));
+        }
+        if rec.saved_fp <= fp {
+            return Err(MoveError::Walk(WalkError::BadFramePointer {
+                frame: n,
+                fp: rec.saved_fp,
+                sp: fp + FRAME_RECORD_SIZE,
+                stack_lo: self.lo,
+                stack_hi: self.hi,
+            }));
+        }
+        Ok(false)
+    }
+}
+
 /// `name+0xoff` (or `?? pc=...`) of the frame at `pc`: for error messages.
 #[cold]
 #[inline(never)]
@@ -360,57 +487,10 @@ unsafe fn move_frames<const CAS: bool>(
     } = mv;
     let mut n = 0usize;
     if start.pc != goentry_pc() {
-        let entry_fp = initial_sp(hi) - FRAME_RECORD_SIZE;
-        let exit_pc = goexit_pc();
-        let mut cursor = table.cursor();
-        let empty = SiteEntry {
-            pc: 0,
-            frame_size: 0,
-            slots: &[],
-            mask: [0; 2],
-        };
-        // Most recently used first.
-        let (mut c0, mut c1) = (empty, empty);
+        let mut walk = SiteWalk::new(table, lo, hi);
         let (mut pc, mut sp, mut fp) = (start.pc, start.sp, start.fp);
         loop {
-            if fp % 16 != 0 || fp < sp || fp < lo || fp > entry_fp {
-                return Err(MoveError::Walk(WalkError::BadFramePointer {
-                    frame: n,
-                    fp,
-                    sp,
-                    stack_lo: lo,
-                    stack_hi: hi,
-                }));
-            }
-            let e = if pc == c0.pc && pc != 0 {
-                c0
-            } else if pc == c1.pc && pc != 0 {
-                core::mem::swap(&mut c0, &mut c1);
-                c0
-            } else {
-                match lookup(&mut cursor, pc) {
-                    Some(e) => {
-                        c1 = c0;
-                        c0 = e;
-                        e
-                    }
-                    None => {
-                        return Err(MoveError::Imprecise {
-                            frame: describe(table, pc, sp, fp),
-                            sp,
-                        })
-                    }
-                }
-            };
-            if e.frame_size != fp - sp {
-                return Err(MoveError::Walk(WalkError::FrameSizeMismatch {
-                    frame: n,
-                    func: table.find(pc).map_or(String::new(), |f| f.name.clone()),
-                    pc,
-                    map: e.frame_size as u32,
-                    actual: fp - sp,
-                }));
-            }
+            let e = walk.frame(n, pc, sp, fp)?;
             // Copy ahead: the whole frame, record included, and up to a
             // chunk more.  fp <= entry_fp, so top <= hi.
             let top = fp + FRAME_RECORD_SIZE;
@@ -480,29 +560,8 @@ unsafe fn move_frames<const CAS: bool>(
                 };
             }
             n += 1;
-            if rec.ret_pc == exit_pc {
-                if fp != entry_fp || rec.saved_fp != 0 {
-                    return Err(MoveError::Walk(WalkError::EntryFrameMisplaced {
-                        fp,
-                        want: entry_fp,
-                    }));
-                }
+            if walk.is_entry(n, fp, rec)? {
                 break;
-            }
-            if rec.saved_fp == 0 {
-                return Err(MoveError::Walk(WalkError::NoEntryFrame {
-                    frame: n,
-                    pc: rec.ret_pc,
-                }));
-            }
-            if rec.saved_fp <= fp {
-                return Err(MoveError::Walk(WalkError::BadFramePointer {
-                    frame: n,
-                    fp: rec.saved_fp,
-                    sp: fp + FRAME_RECORD_SIZE,
-                    stack_lo: lo,
-                    stack_hi: hi,
-                }));
             }
             pc = rec.ret_pc;
             sp = fp + FRAME_RECORD_SIZE;
@@ -814,57 +873,10 @@ unsafe fn move_frames_fast(table: &Table, mv: Move, start: WalkStart) -> Result<
     let mut win = base;
     let mut n = 0usize;
     if start.pc != goentry_pc() {
-        let entry_fp = initial_sp(hi) - FRAME_RECORD_SIZE;
-        let exit_pc = goexit_pc();
-        let mut cursor = table.cursor();
-        let empty = SiteEntry {
-            pc: 0,
-            frame_size: 0,
-            slots: &[],
-            mask: [0; 2],
-        };
-        // Most recently used first.
-        let (mut c0, mut c1) = (empty, empty);
+        let mut walk = SiteWalk::new(table, lo, hi);
         let (mut pc, mut sp, mut fp) = (start.pc, start.sp, start.fp);
         loop {
-            if fp % 16 != 0 || fp < sp || fp < lo || fp > entry_fp {
-                return Err(MoveError::Walk(WalkError::BadFramePointer {
-                    frame: n,
-                    fp,
-                    sp,
-                    stack_lo: lo,
-                    stack_hi: hi,
-                }));
-            }
-            let e = if pc == c0.pc && pc != 0 {
-                c0
-            } else if pc == c1.pc && pc != 0 {
-                core::mem::swap(&mut c0, &mut c1);
-                c0
-            } else {
-                match lookup(&mut cursor, pc) {
-                    Some(e) => {
-                        c1 = c0;
-                        c0 = e;
-                        e
-                    }
-                    None => {
-                        return Err(MoveError::Imprecise {
-                            frame: describe(table, pc, sp, fp),
-                            sp,
-                        })
-                    }
-                }
-            };
-            if e.frame_size != fp - sp {
-                return Err(MoveError::Walk(WalkError::FrameSizeMismatch {
-                    frame: n,
-                    func: table.find(pc).map_or(String::new(), |f| f.name.clone()),
-                    pc,
-                    map: e.frame_size as u32,
-                    actual: fp - sp,
-                }));
-            }
+            let e = walk.frame(n, pc, sp, fp)?;
             // Mark the frame's words.  sp < win + WINDOW and the frame is at
             // most a window, so they lie in the two windows the ring holds.
             let idx = (sp - base) / 8;
@@ -883,28 +895,7 @@ unsafe fn move_frames_fast(table: &Table, mv: Move, start: WalkStart) -> Result<
             // The record's checks come before its window is moved: a bad
             // saved FP is reported as the walker reports it, never as a
             // bad pointer slot (the saved FP is a marked word too).
-            let is_entry = rec.ret_pc == exit_pc;
-            if is_entry {
-                if fp != entry_fp || rec.saved_fp != 0 {
-                    return Err(MoveError::Walk(WalkError::EntryFrameMisplaced {
-                        fp,
-                        want: entry_fp,
-                    }));
-                }
-            } else if rec.saved_fp == 0 {
-                return Err(MoveError::Walk(WalkError::NoEntryFrame {
-                    frame: n,
-                    pc: rec.ret_pc,
-                }));
-            } else if rec.saved_fp <= fp {
-                return Err(MoveError::Walk(WalkError::BadFramePointer {
-                    frame: n,
-                    fp: rec.saved_fp,
-                    sp: fp + FRAME_RECORD_SIZE,
-                    stack_lo: lo,
-                    stack_hi: hi,
-                }));
-            }
+            let is_entry = walk.is_entry(n, fp, rec)?;
             // Every window the walk is now past is complete: move it.
             let top = fp + FRAME_RECORD_SIZE;
             while top >= win + WINDOW {
