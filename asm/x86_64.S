@@ -77,7 +77,6 @@ gs_gogo:
         mov     r15, [rdi + GS_CTX_R15]
         ldmxcsr [rdi + GS_CTX_MXCSR]
         fldcw   [rdi + GS_CTX_FPCW]
-.Lgogo_jump:
         mov     rsp, [rdi + GS_CTX_SP]
         jmp     [rdi + GS_CTX_PC]
         .cfi_endproc
@@ -123,7 +122,18 @@ gs_swapcontext:
         mov     r13, [rdi + GS_CTX_R13]
         mov     r14, [rdi + GS_CTX_R14]
         mov     r15, [rdi + GS_CTX_R15]
-        jmp     .Lgogo_jump
+        /* Continue at pc with a return, not an indirect jump: the
+           processor's return-address stack then pairs this `ret` with the
+           `call` that entered gs_swapcontext (goroutine to goroutine: the
+           context was saved by this same routine, mostly from the same
+           call site), and the returns after it stay paired with their
+           calls.  The push writes pc just below sp, where that call had
+           put it; ret leaves rsp = sp.  (gs_gogo keeps a jump: from g0,
+           whose frames never return, a ret would pair with nothing.) */
+        mov     rax, [rdi + GS_CTX_PC]
+        mov     rsp, [rdi + GS_CTX_SP]
+        push    rax
+        ret
         .cfi_endproc
         .size   gs_swapcontext, . - gs_swapcontext
 
