@@ -89,7 +89,11 @@ pub enum GKind {
 /// Body of a native goroutine.
 pub type NativeFn = Box<dyn FnOnce() + Send + 'static>;
 
-#[repr(C, align(64))]
+/// `repr(C)` for the fixed offsets; deliberately not cache-line aligned:
+/// a parked goroutine's memory is its stack plus this, and 64-byte
+/// alignment cost ~80 bytes each (malloc's aligned path) for little gain
+/// (neighbouring Gs share at most one line, cold fields against hot).
+#[repr(C)]
 pub struct G {
     // ---- read by assembly / managed code: offsets in gstack_abi.h ----
     /// Lowest usable address of the stack.
