@@ -178,9 +178,122 @@ fn large_stacks_are_page_aligned_writable_and_reused() {
         0,
         "large stacks never go to the cache"
     );
+    // The 32 KiB and 64 KiB stacks are of one reservation class: the second
+    // reused the first's address space.
     let s = pool.stats();
-    let mapped_sizes = [32 << 10, 64 << 10, 1 << 20, 8 << 20].map(round_page);
+    let mapped_sizes = [64 << 10, 1 << 20, 8 << 20].map(round_page);
     assert_eq!(s.sys, mapped_sizes.iter().sum::<usize>());
+    assert_empty(&pool);
+}
+
+/// The bytes of `stk` hold `want`.
+fn holds(stk: Stack, want: u8) -> bool {
+    // SAFETY: the callers pass live stacks.
+    unsafe { bytes(stk.lo, stk.hi) }.iter().all(|&b| b == want)
+}
+
+#[test]
+fn large_stacks_grow_in_place_and_keep_their_pages() {
+    let pool = StackPool::new(DebugFlags::default());
+    let a = alloc(&pool, None, 32 << 10, StackKind::Movable);
+    // SAFETY: `a` is live and ours.
+    unsafe { std::ptr::write_bytes(a.lo as *mut u8, 0x5a, a.size()) };
+    let mut stk = a;
+    for size in [64 << 10, 128 << 10, 1 << 20, 4 << 20] {
+        let prev = stk;
+        // SAFETY: `stk` is live and ours, replaced by the result.
+        stk = unsafe { stackgrow(&pool, stk, size) }.expect("grows in place");
+        assert_eq!(
+            (stk.hi, stk.size(), stk.source),
+            (a.hi, size, StackSource::Large)
+        );
+        let s = pool.stats();
+        assert_eq!(
+            (s.in_use, s.allocs, s.frees),
+            (size, 1 + s.frees, s.frees),
+            "{s:?}"
+        );
+        assert_eq!(s.sys, round_page(size), "{s:?}");
+        assert!(holds(a, 0x5a), "the bytes of the first stack stay put");
+        let added = Stack { hi: prev.lo, ..stk };
+        assert!(holds(added, 0), "fresh pages");
+        fill_and_check(added);
+    }
+    // The reservation has room for 8 MiB (a little less when pages are
+    // bigger than 32 KiB), no more.
+    // SAFETY: as above; None leaves `stk` as it is.
+    assert_eq!(unsafe { stackgrow(&pool, stk, 16 << 20) }, None);
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { stackgrow(&pool, stk, stk.size()) },
+        None,
+        "not a growth"
+    );
+    assert_eq!(pool.stats().in_use, 4 << 20);
+
+    // Freed, it is reused for its first size with every page still
+    // committed: the next goroutine grows without a system call.
+    free(&pool, None, stk);
+    let b = alloc(&pool, None, 32 << 10, StackKind::Movable);
+    assert_eq!((b.lo, b.hi), (a.lo, a.hi));
+    assert_eq!(pool.stats().sys, 4 << 20);
+    // SAFETY: as above.
+    let c = unsafe { stackgrow(&pool, b, 1 << 20) }.unwrap();
+    assert_eq!(pool.stats().sys, 4 << 20);
+
+    // release_free keeps the live stack and decommits what lies below it;
+    // during a cycle it waits for the end.
+    pool.begin_cycle();
+    pool.release_free();
+    assert_eq!(pool.stats().sys, 4 << 20);
+    pool.end_cycle();
+    assert_eq!(pool.stats().sys, 1 << 20);
+    fill_and_check(c);
+    // SAFETY: as above: grows into decommitted pages, committed afresh.
+    let d = unsafe { stackgrow(&pool, c, 2 << 20) }.unwrap();
+    assert!(holds(Stack { hi: c.lo, ..d }, 0));
+    assert_eq!(pool.stats().sys, 2 << 20);
+    fill_and_check(d);
+    free(&pool, None, d);
+    assert_empty(&pool);
+}
+
+#[test]
+fn only_large_stacks_grow_in_place() {
+    let pool = StackPool::new(DebugFlags::default());
+    let mut cache = StackCache::new();
+    for (size, kind) in [
+        (2048, StackKind::Movable),
+        (16 << 10, StackKind::Movable),
+        (64 << 10, StackKind::Guarded),
+    ] {
+        let a = alloc(&pool, Some(&mut cache), size, kind);
+        // SAFETY: `a` is live and ours; None leaves it as it is.
+        assert_eq!(unsafe { stackgrow(&pool, a, 2 * a.size()) }, None, "{a:?}");
+        free(&pool, Some(&mut cache), a);
+    }
+    pool.flush_cache(&mut cache);
+    assert_empty(&pool);
+    for debug in [flags(|d| d.efence = true), flags(|d| d.faultonfree = true)] {
+        let pool = StackPool::new(debug);
+        let a = alloc(&pool, None, 64 << 10, StackKind::Movable);
+        // SAFETY: as above.
+        assert_eq!(unsafe { stackgrow(&pool, a, 128 << 10) }, None, "{debug:?}");
+        free(&pool, None, a);
+        assert_empty(&pool);
+    }
+}
+
+#[test]
+fn stackpoison_fills_what_a_stack_grows_into() {
+    let pool = StackPool::new(flags(|d| d.stackpoison = true));
+    let a = alloc(&pool, None, 64 << 10, StackKind::Movable);
+    fill_and_check(a);
+    // SAFETY: `a` is live and ours, replaced by the result.
+    let b = unsafe { stackgrow(&pool, a, 256 << 10) }.unwrap();
+    assert!(holds(Stack { hi: a.lo, ..b }, STACK_POISON_NEW));
+    free(&pool, None, b);
+    assert!(holds(Stack { lo: b.lo + 8, ..b }, STACK_POISON_FREE));
     assert_empty(&pool);
 }
 
@@ -320,7 +433,39 @@ fn random_mix(
     let mut allocs = pool.stats().allocs;
     for step in 0..steps {
         let roll = rng.below(100);
-        if roll < 55 || live.is_empty() {
+        if (50..55).contains(&roll) && !live.is_empty() {
+            // Grow a live stack in place, as newstack does, if it can.
+            let i = rng.below(live.len());
+            let old = live[i].stk;
+            check_ends(&live[i]);
+            // SAFETY: `old` is live, from this pool, and ours alone; on Some
+            // the result replaces it in `live`.
+            match unsafe { stackgrow(pool, old, old.size() * 2) } {
+                Some(new) => {
+                    assert_eq!(old.source, StackSource::Large, "step {step}");
+                    assert_eq!(
+                        (new.hi, new.size()),
+                        (old.hi, old.size() * 2),
+                        "step {step}"
+                    );
+                    check_ends(&live[i]); // the old bytes stay where they were
+                    fill_and_check(Stack {
+                        lo: new.lo,
+                        hi: old.lo,
+                        ..new
+                    });
+                    let tag = rng.next();
+                    tag_ends(new, tag);
+                    live[i] = Live { stk: new, tag };
+                    allocs += 1;
+                }
+                None => assert_ne!(
+                    (old.source, pool.debug().efence || pool.debug().faultonfree),
+                    (StackSource::Large, false),
+                    "step {step}: a large stack did not grow"
+                ),
+            }
+        } else if roll < 55 || live.is_empty() {
             let (size, kind) = if rng.below(5) == 0 {
                 (
                     GUARDED_SIZES[rng.below(GUARDED_SIZES.len())],
@@ -1016,5 +1161,68 @@ fn child_case(case: &str) {
             drop(cache);
         }
         _ => panic!("unknown case {case}"),
+    }
+}
+
+extern "C" {
+    fn gs_test_rec();
+}
+
+/// Once a managed goroutine's stack is large, newstack grows it in place:
+/// a recursion to ~1.6 MB copies only what it used while its stack was
+/// small, every pointer into its frames stays right (gs_test_rec checks
+/// them on the way back), scan cycles running meanwhile see its frames,
+/// and everything goes back to the system when the runtime ends. Also
+/// under stackpoison, and under stackforcemove, which moves at every call
+/// and so must never grow in place.
+#[test]
+fn managed_growth_is_in_place_once_large() {
+    use gstack::{Builder, Config, Runtime};
+    use std::sync::Mutex;
+    for (name, debug) in [
+        ("default", DebugFlags::default()),
+        ("stackpoison", flags(|d| d.stackpoison = true)),
+        ("stackforcemove", flags(|d| d.stackforcemove = true)),
+    ] {
+        let force = debug.stackforcemove;
+        // 80-byte frames: ~1.6 MB, or (a move per call) ~80 KB.
+        let depth: usize = if force { 1000 } else { 20_000 };
+        let want = 3 * depth * (depth + 1) / 2 + depth + 1;
+        let rt = Runtime::new(Config {
+            procs: 1,
+            debug,
+            ..Config::default()
+        });
+        let out = Arc::new(Mutex::new(None));
+        let o = out.clone();
+        rt.run(move || {
+            // Yield 20 times at depth 0, so that the scans below find it
+            // parked at its deepest.
+            let h = Builder::new()
+                .spawn_managed(gs_test_rec as usize, &[depth, 0, 0, 20])
+                .unwrap();
+            let mut cycles = 0;
+            while h.result().is_none() {
+                gstack::gc();
+                cycles += 1;
+                gstack::yield_now();
+            }
+            *o.lock().unwrap() = Some((h.result(), cycles, gstack::stats().unwrap()));
+        });
+        let (result, cycles, s) = out.lock().unwrap().take().unwrap();
+        assert_eq!(result, Some(want), "{name}: {s:?}");
+        assert!(cycles >= 2, "{name}: {cycles} cycles");
+        if force {
+            // Every call moved it, large or not.
+            assert!(s.stack_peak >= 64 << 10, "{name}: {s:?}");
+            assert!(s.stack_bytes_copied > 1000 * (32 << 10), "{name}: {s:?}");
+        } else {
+            // 2K -> 4K -> 8K -> 16K -> 32K copy; 32K -> 2M grows in place.
+            assert!(s.stack_peak >= 2 << 20, "{name}: {s:?}");
+            assert!(s.stack_bytes_copied < 32 << 10, "{name}: {s:?}");
+            assert!(s.stack_copies >= 10, "{name}: {s:?}");
+        }
+        let s = rt.stats();
+        assert_eq!((s.stack_in_use, s.stack_sys), (0, 0), "{name}: {s:?}");
     }
 }

@@ -9,7 +9,9 @@
 //!   stack at every call: move it to a new one of the same size (or grow,
 //!   if it is really short of room).
 //! - otherwise the stack is short of room: double it until the calling
-//!   function's largest frame plus the guard fits, up to the maximum.
+//!   function's largest frame plus the guard fits, up to the maximum.  A
+//!   large stack with room in its reservation grows in place
+//!   (`stackgrow`: nothing copied); any other is moved by `copystack`.
 
 use crate::fatal::{fatal, write_stderr};
 use crate::functab;
@@ -17,6 +19,7 @@ use crate::g::{GKind, Status, G, STACK_FORCE_MOVE, STACK_GUARD, STACK_PREEMPT};
 use crate::guards::safe_point_work;
 use crate::sched::gs_park_yield;
 use crate::stack::copy::copystack;
+use crate::stack::stackgrow;
 use crate::trampoline::gs_gogo;
 use core::sync::atomic::Ordering;
 
@@ -103,7 +106,33 @@ pub extern "C" fn gs_newstack(g: *mut G) -> ! {
         }
 
         gr.set_status(Status::Copystack);
-        copystack(sched, g, newsize);
+        // A large stack whose reservation has room grows in place: same
+        // top, lower bottom, nothing copied, no pointer to adjust.  Not
+        // when the stack is to move (stackforcemove, a forced move): the
+        // move is the point there.
+        let grown =
+            if guard == STACK_FORCE_MOVE || gr.force_move || sched.config.debug.stackforcemove {
+                None
+            } else {
+                let old = gr.stack.expect("newstack: goroutine has no stack");
+                // SAFETY: `old` is g's live stack, from stackalloc on this pool;
+                // g is stopped (Copystack) and ours, so we hold it alone, and on
+                // Some we install the result in its place at once.
+                stackgrow(&sched.pool, old, newsize)
+            };
+        if let Some(new) = grown {
+            // As copystack installs a new stack: keep a pending preemption
+            // request.
+            let preempt = gr.stackguard0.load(Ordering::Relaxed) == STACK_PREEMPT;
+            gr.set_stack(new);
+            sched.install_guard(gr);
+            if preempt {
+                gr.stackguard0.store(STACK_PREEMPT, Ordering::Relaxed);
+            }
+            sched.note_copy(0, newsize);
+        } else {
+            copystack(sched, g, newsize);
+        }
         gr.set_status(Status::Running);
         // A yield request that arrived with (or was folded into) this
         // check: honour it now that the function has room.

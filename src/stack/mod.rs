@@ -17,8 +17,12 @@
 //!   16 KiB) are chunks carved from spans, handed out through the per-thread
 //!   `StackCache` when the caller has one, else straight from the
 //!   `StackPool`.
-//! - Movable stacks of `SPAN_SIZE` or more ("large") have their own mapping
-//!   and are kept on a free list keyed by size for reuse.
+//! - Movable stacks of `SPAN_SIZE` or more ("large") live at the top of
+//!   their own reservation of address space (64 times their size, 8 MiB
+//!   to 1 GiB, costing memory only where touched), so that `stackgrow` can
+//!   double them in place, without a copy;
+//!   free ones are kept, reservation and committed pages, on a free list
+//!   keyed by size class for reuse.
 //! - Guarded stacks (for native code, which never moves) have their own
 //!   mapping with a PROT_NONE page directly below, and are kept on a free
 //!   list keyed by size with the guard page still in place.
@@ -366,6 +370,47 @@ fn stackalloc_slow(
         unsafe { poison(stk, STACK_POISON_NEW) };
     }
     Ok(stk)
+}
+
+/// Grow the stack `stk` to `newsize` bytes in place, if it can: a large
+/// stack whose reservation has room below it. The result has the same `hi`
+/// and a lower `lo`; every byte of `stk` stays where it is, so nothing needs
+/// copying and every pointer into it stays valid. The pool counts it as
+/// `stk` freed and the result allocated. None, with nothing done, for any
+/// other stack, or if there is no room; the caller then moves the stack
+/// (stackalloc, copy, stackfree). Makes no system call.
+///
+/// Like stackalloc, must run on a system stack. Under GSDEBUG=stackpoison
+/// the bytes added are poisoned as a reused stack's would be. (Under efence
+/// and faultonfree every stack is a system stack, which never grows in
+/// place.)
+///
+/// # Safety
+/// `stk` must have come from `stackalloc` (or `stackgrow`) on this same
+/// `pool`, unchanged, and still be live, held by the caller alone. On Some,
+/// the returned stack replaces `stk`: `stk` must be neither freed nor grown
+/// again, only the result.
+pub unsafe fn stackgrow(pool: &StackPool, stk: Stack, newsize: usize) -> Option<Stack> {
+    if stk.source != StackSource::Large || newsize <= stk.size() || !newsize.is_power_of_two() {
+        return None;
+    }
+    // SAFETY: the caller's guarantee.
+    let new = unsafe { pool.grow_large(stk, newsize) }?;
+    if pool.debug().stackpoison {
+        // SAFETY: [new.lo, stk.lo) was just added to the stack the caller
+        // holds alone; it is committed, hence mapped read-write.
+        unsafe {
+            poison(
+                Stack {
+                    lo: new.lo,
+                    hi: stk.lo,
+                    source: StackSource::Large,
+                },
+                STACK_POISON_NEW,
+            )
+        };
+    }
+    Some(new)
 }
 
 /// Give back a stack. This is the one free path: `stk` goes back where its

@@ -6,8 +6,22 @@
 //! its span in its first word. The span table maps a span's base to its
 //! order and free list, so a chunk's span is found by masking its address.
 //!
-//! Large and guarded stacks have their own mappings and are kept, when
-//! free, on lists keyed by size, linked through their first word as well.
+//! Guarded stacks have their own mappings and are kept, when free, on
+//! lists keyed by size, linked through their first word as well.
+//!
+//! A large stack lives at the top of its own *reservation* (`sys::reserve`):
+//! address space of `reserve_class(size)` bytes (64 times the size, at
+//! least 8 MiB, at most 1 GiB) that costs memory only where touched. The part from the
+//! lowest address any of its stacks has reached (`rw`) to the top counts as
+//! committed, in `sys`. The stack's `hi` stays where it is for the
+//! reservation's whole life, so a stack that must double can grow *in
+//! place* (`grow_large`): its `lo` moves down, and nothing is copied (the
+//! frames and every pointer into them stay valid) and no system call made.
+//! A free reservation is kept, with its committed pages, on a list keyed
+//! by the class it was made for, and handed to the next stack of that
+//! class; so a goroutine that grows to the same depth again touches no
+//! fresh page. `release_free` (or a cycle's end) unmaps free reservations
+//! and decommits what live ones hold below their stacks.
 //!
 //! Memory goes back to the system only when no scan cycle is running: a
 //! scan may still hold a pointer into a stack freed during the cycle, and
@@ -104,15 +118,48 @@ struct Inner {
     /// taken from the lowest such span, which packs stacks into few spans
     /// and lets the others empty out.
     avail: [BTreeSet<usize>; NUM_ORDERS],
-    /// Free large stacks: usable size -> first stack of a list, 0 when
-    /// empty (a size once used keeps its entry, so reuse allocates nothing).
-    large: BTreeMap<usize, usize>,
+    /// Every large-stack reservation, live or free, by the `hi` of its
+    /// stack (which never changes).
+    large: HashMap<usize, Resv, BuildHasherDefault<SpanHasher>>,
+    /// Free large-stack reservations: class -> their `hi`s (a class once
+    /// used keeps its entry, so reuse allocates nothing).
+    large_free: BTreeMap<usize, Vec<usize>>,
     /// Free guarded stacks: as for `large`.
     guarded: BTreeMap<usize, usize>,
     /// A scan cycle is in progress: give nothing back to the system.
     in_cycle: bool,
     /// release_free was called during the cycle; do it at end_cycle.
     release_pending: bool,
+}
+
+/// The address space a large stack lives in: `[base, top)`, of which
+/// `[rw, top)` is committed (may have been touched; counted in `sys`) and
+/// the rest untouched since it was mapped or decommitted. Its stack is
+/// `[lo, hi)` with `rw <= lo`; `hi` (the key in `Inner::large`) is `top`,
+/// or a little below it when the first stack made in it was smaller than a
+/// page.
+struct Resv {
+    base: usize,
+    top: usize,
+    rw: usize,
+    /// `lo` of the stack while it is live.
+    lo: usize,
+    /// The class it was made for, whose free list it goes back to.
+    class: usize,
+    free: bool,
+}
+
+/// Bytes of address space reserved for a large stack of `size` bytes, and
+/// the key of the free list it goes back to: room to double six times in
+/// place, and at least 8 MiB (so that a goroutine's first large stack,
+/// 32 KiB, grows to 8 MiB without a copy, and stacks up to 128 KiB share
+/// one class), but at most 1 GiB unless the stack itself is larger.
+/// Address space only: it costs memory where touched.
+fn reserve_class(size: usize) -> usize {
+    const FACTOR: usize = 64;
+    const MIN: usize = 8 << 20;
+    const MAX: usize = 1 << 30;
+    size.saturating_mul(FACTOR).clamp(MIN, MAX).max(size)
 }
 
 /// One span carved into chunks of one order.
@@ -169,7 +216,8 @@ impl StackPool {
             inner: Mutex::new(Inner {
                 spans: HashMap::default(),
                 avail: Default::default(),
-                large: BTreeMap::new(),
+                large: HashMap::default(),
+                large_free: BTreeMap::new(),
                 guarded: BTreeMap::new(),
                 in_cycle: false,
                 release_pending: false,
@@ -372,48 +420,132 @@ impl StackPool {
     }
 
     /// Allocate a large movable stack of `size` bytes (a power of two >=
-    /// SPAN_SIZE), counted as allocated: reuse a free one of that size, else
-    /// map a new one. Returns the stack and whether it was reused (not fresh
-    /// zeroed memory).
+    /// SPAN_SIZE), counted as allocated: the top of a free reservation of
+    /// its class, else of a new one. Returns the stack and whether it was
+    /// reused (not fresh zeroed memory).
     pub(super) fn alloc_large(&self, size: usize) -> Result<(Stack, bool), AllocError> {
-        let mut inner = self.lock();
-        // SAFETY: the lists hold only dead large stacks of the keyed size.
-        if let Some(lo) = unsafe { pop_keyed(&mut inner.large, size) } {
-            self.stats.alloc(&inner, size);
-            return Ok((
-                Stack {
+        let page = page_size();
+        let class = reserve_class(size);
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        if let Some(hi) = inner.large_free.get_mut(&class).and_then(Vec::pop) {
+            let r = inner
+                .large
+                .get_mut(&hi)
+                .expect("free reservation in the table");
+            debug_assert!(r.free);
+            // A class holds several sizes (up to 128 KiB, or from 16 MiB):
+            // the stack keeps the reservation's `hi`.
+            if let Some(lo) = hi.checked_sub(size).filter(|&lo| lo >= r.base) {
+                let want = lo & !(page - 1);
+                if want < r.rw {
+                    self.stats.sys.fetch_add(r.rw - want, Relaxed);
+                    r.rw = want;
+                }
+                r.lo = lo;
+                r.free = false;
+                self.stats.alloc(inner, size);
+                let stk = Stack {
                     lo,
-                    hi: lo + size,
+                    hi,
                     source: StackSource::Large,
-                },
-                true,
-            ));
+                };
+                return Ok((stk, true));
+            }
+            // Too small for this size after all (a fallback mapping without
+            // room): leave it for another.
+            inner.large_free.entry(class).or_default().push(hi);
         }
         // Map without holding the lock.
-        drop(inner);
-        let len = sys::round_up(size, page_size()).ok_or(AllocError::OutOfMemory(size))?;
-        let lo = sys::map(len).ok_or(AllocError::OutOfMemory(size))?;
-        self.stats.sys.fetch_add(len, Relaxed);
-        self.stats.alloc(&self.lock(), size);
+        drop(guard);
+        let rw_len = sys::round_up(size, page).ok_or(AllocError::OutOfMemory(size))?;
+        let len = sys::round_up(class, page).ok_or(AllocError::OutOfMemory(size))?;
+        // A reservation with room to grow; if the address space is short,
+        // just the stack (it will move when it grows, as any stack may).
+        let (base, top) = match sys::reserve(len) {
+            Some(base) => (base, base + len),
+            None => {
+                let base = sys::map(rw_len).ok_or(AllocError::OutOfMemory(size))?;
+                (base, base + rw_len)
+            }
+        };
+        self.stats.sys.fetch_add(rw_len, Relaxed);
+        let lo = top - rw_len;
+        let hi = lo + size;
+        let mut inner = self.lock();
+        inner.large.insert(
+            hi,
+            Resv {
+                base,
+                top,
+                rw: lo,
+                lo,
+                class,
+                free: false,
+            },
+        );
+        self.stats.alloc(&inner, size);
         Ok((
             Stack {
                 lo,
-                hi: lo + size,
+                hi,
                 source: StackSource::Large,
             },
             false,
         ))
     }
 
-    /// Keep a freed large stack for reuse, counted as freed.
+    /// Grow the large stack `stk` in place to `size` bytes (more than its
+    /// size), counted as one stack freed and one allocated: the same `hi`,
+    /// `lo` moved down (the pages below counted as committed if they were
+    /// not), every byte of `stk` left where it is; no system call. None,
+    /// with nothing done, if its reservation has no room.
+    ///
+    /// # Safety
+    /// `stk` must be a live large stack from this pool, and the caller its
+    /// only user; from a Some on, the returned stack replaces it (it must
+    /// not be freed or grown again).
+    pub(super) unsafe fn grow_large(&self, stk: Stack, size: usize) -> Option<Stack> {
+        let page = page_size();
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let r = match inner.large.get_mut(&stk.hi) {
+            Some(r) if !r.free && r.lo == stk.lo => r,
+            _ => panic!("gstack: growth of {stk:?}, which is not a live large stack of this pool"),
+        };
+        let lo = stk.hi.checked_sub(size).filter(|&lo| lo >= r.base)?;
+        let want = lo & !(page - 1);
+        if want < r.rw {
+            self.stats.sys.fetch_add(r.rw - want, Relaxed);
+            r.rw = want;
+        }
+        r.lo = lo;
+        self.stats.count(inner, size.wrapping_sub(stk.size()), 1, 1);
+        Some(Stack {
+            lo,
+            hi: stk.hi,
+            source: StackSource::Large,
+        })
+    }
+
+    /// Keep a freed large stack's reservation for reuse, counted as freed.
     ///
     /// # Safety
     /// `stk` must be a large stack from this pool, and dead.
     pub(super) unsafe fn free_large(&self, stk: Stack) {
         let mut inner = self.lock();
-        // SAFETY: the caller guarantees the stack is ours and dead.
-        unsafe { push_keyed(&mut inner.large, stk.size(), stk.lo) };
-        self.stats.free(&inner, stk.size());
+        let inner = &mut *inner;
+        let class = match inner.large.get_mut(&stk.hi) {
+            Some(r) if !r.free && r.lo == stk.lo => {
+                r.free = true;
+                r.class
+            }
+            _ => {
+                panic!("gstack: stackfree of {stk:?}, which is not a live large stack of this pool")
+            }
+        };
+        inner.large_free.entry(class).or_default().push(stk.hi);
+        self.stats.free(inner, stk.size());
     }
 
     /// Allocate a guarded stack of `size` bytes (a page multiple), counted
@@ -626,9 +758,10 @@ impl StackPool {
         self.stats.spans_released.fetch_add(1, Relaxed);
     }
 
-    /// Give back to the system every empty span and every free large stack,
-    /// and, if `guarded`, every free guarded stack. Called with the lock held
-    /// and no cycle running.
+    /// Give back to the system every empty span and every free large stack
+    /// (its whole reservation), decommit what live large stacks' reservations
+    /// hold below them, and, if `guarded`, give back every free guarded
+    /// stack. Called with the lock held and no cycle running.
     fn release_idle(&self, inner: &mut Inner, guarded: bool) {
         let page = page_size();
         for order in 0..NUM_ORDERS as u8 {
@@ -641,12 +774,29 @@ impl StackPool {
                 self.release_span(inner, base);
             }
         }
-        for (size, head) in std::mem::take(&mut inner.large) {
-            let len = size.next_multiple_of(page);
-            // SAFETY: the list holds dead large stacks, each its own mapping
-            // of `len` bytes.
-            let n = unsafe { unmap_list(head, |lo| (lo, len)) };
-            self.stats.sys.fetch_sub(n * len, Relaxed);
+        for his in std::mem::take(&mut inner.large_free).into_values() {
+            for hi in his {
+                let r = inner
+                    .large
+                    .remove(&hi)
+                    .expect("free reservation in the table");
+                // SAFETY: a free reservation holds no stack; it is its own
+                // mapping, which nothing uses any more.
+                unsafe { sys::unmap(r.base, r.top - r.base) };
+                self.stats.sys.fetch_sub(r.top - r.rw, Relaxed);
+            }
+        }
+        // What live stacks grew into and shrank back from, or what their
+        // reservation held from an earlier, deeper stack.
+        for r in inner.large.values_mut() {
+            let keep = r.lo & !(page - 1);
+            // SAFETY: [rw, keep) lies in the reservation below its live
+            // stack, so nothing uses it; its stack's owner cannot grow it
+            // meanwhile (grow_large takes the lock we hold).
+            if r.rw < keep && unsafe { sys::decommit(r.rw, keep - r.rw) } {
+                self.stats.sys.fetch_sub(keep - r.rw, Relaxed);
+                r.rw = keep;
+            }
         }
         if guarded {
             for (size, head) in std::mem::take(&mut inner.guarded) {
@@ -662,7 +812,8 @@ impl StackPool {
 
 impl Drop for StackPool {
     /// Unmap everything the pool holds: every span (whatever its chunks are
-    /// doing) and every free large or guarded stack. Stacks still in use
+    /// doing), every free large stack's reservation and every free guarded
+    /// stack. Stacks still in use
     /// outside spans are the owner's bug; they are left alone.
     fn drop(&mut self) {
         let mut node = *self.slots.get_mut();
@@ -679,10 +830,10 @@ impl Drop for StackPool {
             // SAFETY: the pool is going away; nothing may use its spans.
             unsafe { sys::unmap(base, span_bytes) };
         }
-        for (&size, &head) in &inner.large {
-            let len = size.next_multiple_of(page);
-            // SAFETY: the list holds dead large stacks, each its own mapping.
-            unsafe { unmap_list(head, |lo| (lo, len)) };
+        for r in inner.large.values().filter(|r| r.free) {
+            // SAFETY: a free reservation holds no stack; it is its own
+            // mapping.
+            unsafe { sys::unmap(r.base, r.top - r.base) };
         }
         for (&size, &head) in &inner.guarded {
             // SAFETY: the list holds dead guarded stacks, each its own

@@ -1,7 +1,8 @@
 //! The stack allocator's only contact with the operating system: anonymous
-//! mappings, unmapping, and page protection. Everything here works on whole
-//! pages; the page size is read once at run time (it is not 4096 on every
-//! aarch64 kernel).
+//! mappings (plain, aligned, or reservations used a part at a time),
+//! unmapping, giving pages back (decommit), and page protection.
+//! Everything here works on whole pages; the page size is read once at run
+//! time (it is not 4096 on every aarch64 kernel).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -56,6 +57,57 @@ pub fn map(len: usize) -> Option<usize> {
     } else {
         Some(p as usize)
     }
+}
+
+/// Reserve `len` bytes (a page multiple) of address space at an address
+/// the system chooses, readable and writable, for memory that is used a
+/// part at a time: a page costs memory only once touched, and (except
+/// under strict overcommit, vm.overcommit_memory=2) the range costs no
+/// commit charge (MAP_NORESERVE). Never backed by huge pages, so a small
+/// stack at the top of a large reservation stays small. Returns its start,
+/// or None if the system refuses (address space or commit limit).
+///
+/// Accessible rather than PROT_NONE on purpose: adjacent reservations
+/// then merge into one kernel mapping (as adjacent plain mappings do), so
+/// thousands of them stay far below the per-process mapping limit
+/// (vm.max_map_count); an inaccessible part and a usable part would be
+/// two mappings each, never merged.
+///
+/// Safe to call anywhere: a new mapping never overlaps memory in use.
+pub fn reserve(len: usize) -> Option<usize> {
+    debug_assert!(len > 0 && len % page_size() == 0);
+    // SAFETY: with a null hint and no MAP_FIXED the kernel picks an unused
+    // range, so no existing memory is affected.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return None;
+    }
+    // Recent kernels already keep MAP_STACK mappings off huge pages; older
+    // ones need telling. Failure only costs memory, so it is ignored.
+    // SAFETY: advice about the mapping just made, which nothing else knows.
+    unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
+    Some(p as usize)
+}
+
+/// Give the memory behind `[addr, addr + len)`, part of a reservation, back
+/// to the system: its pages read as zero again, and cost nothing until
+/// touched. Returns false if the system refuses (the memory then stays).
+///
+/// # Safety
+/// The range must be page-aligned and lie within a mapping made by this
+/// module that nothing uses; its contents are lost.
+pub unsafe fn decommit(addr: usize, len: usize) -> bool {
+    // SAFETY: the caller guarantees the range is ours and unused.
+    unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED) == 0 }
 }
 
 /// Map `len` bytes whose start is aligned to `align`. Both must be page
