@@ -302,12 +302,12 @@ int gs_gc_visit(void (*visit)(const gs_root *root, void *ctx), void *ctx,
 /* The runtime's figures, the same as the Rust API's gstack::Stats. */
 typedef struct gs_stats {
     size_t stack_in_use;           /* stack bytes handed to goroutines     */
-    size_t stack_sys;              /* stack bytes mapped from the system   */
+    size_t stack_sys;              /* stack bytes committed from the system */
     size_t stack_cached;           /* free stack bytes in per-P caches     */
     size_t goroutines_alive;       /* spawned and not finished             */
     uint64_t goroutines_spawned;   /* ever spawned                         */
     uint64_t goroutines_recycled;  /* spawns that reused a dead goroutine  */
-    uint64_t stack_copies;         /* stacks moved (grown or shrunk)       */
+    uint64_t stack_copies;         /* growths and moves (incl. in place)   */
     uint64_t stack_bytes_copied;   /* bytes copied by those moves          */
     size_t stack_peak;             /* largest managed stack so far         */
     uint64_t gc_cycles;            /* scan cycles completed                */

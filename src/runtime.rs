@@ -79,7 +79,9 @@ pub struct Stats {
     /// Bytes of stack handed out to goroutines (live, or kept by dead ones
     /// for reuse).
     pub stack_in_use: usize,
-    /// Bytes mapped from the system for stacks (incl. guard pages).
+    /// Stack bytes committed from the system (incl. guard pages; for large
+    /// stacks the touched part of their reservations, not the address
+    /// space reserved).
     pub stack_sys: usize,
     /// Bytes of free stacks held in per-thread caches.
     pub stack_cached: usize,
@@ -89,7 +91,8 @@ pub struct Stats {
     pub goroutines_spawned: u64,
     /// Spawns that reused a dead goroutine.
     pub goroutines_recycled: u64,
-    /// Stacks moved (grown, or moved in place by stackforcemove).
+    /// Stack growths and moves: copies (grown, shrunk, or moved in place by
+    /// stackforcemove) and large stacks extended in place (no bytes copied).
     pub stack_copies: u64,
     /// Bytes copied by those moves.
     pub stack_bytes_copied: u64,

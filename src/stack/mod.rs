@@ -1,7 +1,8 @@
 //! Goroutine stacks: where they come from and where they go back to.
 //!
-//! Every stack is allocated by `stackalloc` and freed by `stackfree`, and
-//! nowhere else. All of the accounting happens on the way through those two
+//! Every stack is allocated by `stackalloc`, freed by `stackfree`, and
+//! (a large one) extended downwards in place by `stackgrow` -- nowhere
+//! else. All of the accounting happens on the way through those three
 //! functions (in the cache or pool function that hands out or takes back
 //! the stack), so the numbers in `StackStats` can be trusted (a lesson Go
 //! learned when stack sizes were tracked by whoever happened to be holding
@@ -89,7 +90,9 @@ pub enum StackKind {
 pub enum StackSource {
     /// A chunk of order n (MIN_STACK << n bytes) of a pool span.
     Order(u8),
-    /// A large movable stack with its own mapping.
+    /// A large movable stack: the top of a reservation of address space
+    /// (or, when that could not be had, a mapping of its own) that
+    /// `stackgrow` may extend downwards.
     Large,
     /// A stack with its own mapping and a guard page below `lo`.
     Guarded,
@@ -122,8 +125,8 @@ impl Stack {
     }
 }
 
-/// Stack memory statistics of one pool. Exact whenever no stackalloc or
-/// stackfree runs at the same time. What moves on the caches' fast path is
+/// Stack memory statistics of one pool. Exact whenever no stackalloc,
+/// stackfree, stackgrow or release runs at the same time. What moves on the caches' fast path is
 /// kept per cache and combined on reading (see the cache module), so a read
 /// that races with other threads' allocations may mix before and after
 /// states (a stack allocated through one cache and freed through another can
@@ -132,8 +135,9 @@ impl Stack {
 pub struct StackStats {
     /// Sum of usable sizes (hi - lo) of every stack handed out and not freed.
     pub in_use: usize,
-    /// Bytes currently mapped from the system for stacks: spans, large
-    /// stacks, guarded stacks with their guard pages, system stacks.
+    /// Bytes of stack memory committed from the system: spans, the touched
+    /// part of large stacks' reservations (not the reserved address
+    /// space), guarded stacks with their guard pages, system stacks.
     pub sys: usize,
     /// Bytes sitting in per-thread caches (owned by a cache, not in use).
     pub cached: usize,

@@ -428,7 +428,18 @@ impl StackPool {
         let class = reserve_class(size);
         let mut guard = self.lock();
         let inner = &mut *guard;
-        if let Some(hi) = inner.large_free.get_mut(&class).and_then(Vec::pop) {
+        // The most recently freed reservation of the class with room for
+        // `size` (a fallback mapping, made when the address space was short,
+        // has room only for its first stack: it is skipped, not retried).
+        let found = inner.large_free.get_mut(&class).and_then(|list| {
+            let large = &inner.large;
+            let i = list.iter().rposition(|hi| {
+                let base = large.get(hi).expect("free reservation in the table").base;
+                hi.checked_sub(size).is_some_and(|lo| lo >= base)
+            })?;
+            Some(list.remove(i))
+        });
+        if let Some(hi) = found {
             let r = inner
                 .large
                 .get_mut(&hi)
@@ -452,9 +463,7 @@ impl StackPool {
                 };
                 return Ok((stk, true));
             }
-            // Too small for this size after all (a fallback mapping without
-            // room): leave it for another.
-            inner.large_free.entry(class).or_default().push(hi);
+            unreachable!("a free reservation chosen for its room has none");
         }
         // Map without holding the lock.
         drop(guard);
