@@ -226,41 +226,31 @@ fn chans(c: &mut Criterion) {
 
 // ------------------------------------------------------------------ spawn
 
+/// Spawn `n` native goroutines that return at once, yielding after each
+/// so that it runs to its end (the free list warmed first: steady state).
+fn spawn_exit_native(n: u64) -> Duration {
+    gstack::spawn(|| {});
+    gstack::yield_now();
+    let t = Instant::now();
+    for _ in 0..n {
+        gstack::spawn(|| {});
+        gstack::yield_now();
+    }
+    t.elapsed()
+}
+
 fn spawns(c: &mut Criterion) {
     let mut g = c.benchmark_group("spawn");
     g.measurement_time(Duration::from_secs(2))
         .warm_up_time(Duration::from_millis(500));
-    g.bench_function("spawn+exit", |b| {
-        b.iter_custom(|iters| {
-            let d = in_goroutine(iters, |n| {
-                // Warm the free list so the figure is the steady state.
-                gstack::spawn(|| {});
-                gstack::yield_now();
-                let t = Instant::now();
-                for _ in 0..n {
-                    gstack::spawn(|| {});
-                    gstack::yield_now();
-                }
-                t.elapsed()
-            });
-            note("spawn+exit", iters, d)
-        })
-    });
-    g.bench_function("spawn+exit 2 Ps", |b| {
-        b.iter_custom(|iters| {
-            let d = in_goroutine_procs(2, iters, |n| {
-                gstack::spawn(|| {});
-                gstack::yield_now();
-                let t = Instant::now();
-                for _ in 0..n {
-                    gstack::spawn(|| {});
-                    gstack::yield_now();
-                }
-                t.elapsed()
-            });
-            note("spawn+exit 2 Ps", iters, d)
-        })
-    });
+    for (name, procs) in [("spawn+exit", 1), ("spawn+exit 2 Ps", 2)] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let d = in_goroutine_procs(procs, iters, spawn_exit_native);
+                note(name, iters, d)
+            })
+        });
+    }
     g.bench_function("spawn+exit managed", |b| {
         b.iter_custom(|iters| {
             let d = in_goroutine(iters, |n| {
