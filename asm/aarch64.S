@@ -30,8 +30,11 @@
  * Indirect tail calls go through x16 so that a `bti c` landing pad accepts
  * them.  The object is marked BTI-compatible in .note.gnu.property.
  *
- * G fields used: stack_lo 0, stack_hi 8, m 24, sched 32 (a Context).
- * M fields used: g0 0.  The Rust side asserts all of these at compile time.
+ * G fields used: stack_lo 0, stack_hi 8, m 24, sched 32 (a Context),
+ * and by gs_yield_native schedlink, status, chan_wake, syscallsp.
+ * M fields used: g0 0; gs_yield_native also curg, p, running, schedtick
+ * and P's shared, tick, runq head and tail.  The Rust side asserts all of
+ * these at compile time (src/abi.rs).
  */
 
 #include "../include/gstack_asm.h"
@@ -105,6 +108,115 @@ gs_swapcontext:
         b       gs_gogo
         .cfi_endproc
         .size   gs_swapcontext, . - gs_swapcontext
+
+/*
+ * void gs_yield_native(void)
+ *
+ * gstack::yield_now's common case without Rust or g0 (see asm/x86_64.S
+ * for the conditions and the order of the state changes, which are the
+ * same): one P, the global queue's turn not come, and a head of the local
+ * queue that needs nothing before it resumes.  Otherwise a tail call to
+ * gs_yield_slow(m, g); returns at once outside a goroutine or off its
+ * stack.  g is saved as gs_swapcontext saves (pc = lr) and next resumed as
+ * gs_gogo resumes (`ret` to its pc: BTI does not check a return).  Status
+ * stores are releases, as Rust's set_status.
+ *
+ * TLS: gs_current_m (below), initial-exec.
+ *
+ *   register  holds
+ *   x2        m      (from TLS)
+ *   x0        g      (m->curg; then &g->sched)
+ *   x3        p      (m->p)
+ *   x1        next   (p->runq.head)
+ *   x5        the queue's new head
+ */
+        .globl  gs_yield_native
+        .type   gs_yield_native, %function
+        .p2align 4
+gs_yield_native:
+        .cfi_startproc
+        BTI_C
+        adrp    x9, :gottprel:gs_current_m
+        ldr     x9, [x9, #:gottprel_lo12:gs_current_m]
+        mrs     x10, tpidr_el0
+        ldr     x2, [x10, x9]
+        cbz     x2, 9f                  /* no runtime on this thread */
+        ldr     x0, [x2, #GS_M_CURG]
+        cbz     x0, 9f                  /* no goroutine */
+        mov     x9, sp
+        ldr     x10, [x0, #GS_G_STACK_LO]
+        cmp     x9, x10
+        b.lo    9f                      /* on the system stack */
+        ldr     x10, [x0, #GS_G_STACK_HI]
+        cmp     x9, x10
+        b.hs    9f
+        ldr     x3, [x2, #GS_M_P]
+        cbz     x3, 8f
+        ldrb    w9, [x3, #GS_P_SHARED]
+        cbnz    w9, 8f                  /* several Ps: through g0 */
+        ldr     w4, [x3, #GS_P_TICK]
+        cbz     w4, 8f                  /* the global queue's turn */
+        ldr     x1, [x3, #GS_P_RUNQ_HEAD]
+        cbz     x1, 8f                  /* local queue empty: maybe global */
+        ldrb    w9, [x1, #GS_G_CHAN_WAKE]
+        cbnz    w9, 8f                  /* a channel wake-up to finish */
+        ldr     x9, [x1, #GS_G_SYSCALLSP]
+        cbnz    x9, 8f                  /* resumes in a system call */
+        /* Committed: rotate the queue (g to the back, next off the front). */
+        sub     w4, w4, #1
+        str     w4, [x3, #GS_P_TICK]
+        ldr     x5, [x1, #GS_G_SCHEDLINK]
+        str     xzr, [x1, #GS_G_SCHEDLINK]
+        str     xzr, [x0, #GS_G_SCHEDLINK]
+        cbz     x5, 1f
+        ldr     x9, [x3, #GS_P_RUNQ_TAIL]
+        str     x0, [x9, #GS_G_SCHEDLINK]
+        b       2f
+1:      mov     x5, x0                  /* next was alone: g is all of it */
+2:      str     x5, [x3, #GS_P_RUNQ_HEAD]
+        str     x0, [x3, #GS_P_RUNQ_TAIL]
+        mov     w9, #GS_STATUS_RUNNABLE
+        add     x10, x0, #GS_G_STATUS
+        stlr    w9, [x10]
+        mov     w9, #GS_STATUS_RUNNING
+        add     x10, x1, #GS_G_STATUS
+        stlr    w9, [x10]
+        str     x2, [x1, #GS_G_M]
+        str     x1, [x2, #GS_M_CURG]
+        str     x1, [x2, #GS_M_RUNNING]
+        ldr     x9, [x2, #GS_M_SCHEDTICK]
+        add     x9, x9, #1
+        str     x9, [x2, #GS_M_SCHEDTICK]
+        /* Save g as gs_swapcontext would, and resume next as gs_gogo. */
+        add     x0, x0, #GS_G_SCHED
+        mov     x9, sp
+        str     x9,  [x0, #GS_CTX_SP]
+        str     x30, [x0, #GS_CTX_PC]
+        SAVE_CALLEE x0, 0
+        add     x0, x1, #GS_G_SCHED
+        b       gs_gogo
+8:      mov     x1, x0
+        mov     x0, x2
+        b       gs_yield_slow           /* gs_yield_slow(m, g), a tail call */
+9:      ret
+        .cfi_endproc
+        .size   gs_yield_native, . - gs_yield_native
+
+/*
+ * The thread's M (null when the thread runs no runtime): read and written
+ * by Rust through src/m.rs's current_m / set_current_m, read here by
+ * gs_yield_native.  Zero on every new thread.  Hidden: not exported from
+ * libgstack.so.
+ */
+        .section .tbss, "awT", %nobits
+        .p2align 3
+        .globl  gs_current_m
+        .hidden gs_current_m
+        .type   gs_current_m, %object
+        .size   gs_current_m, 8
+gs_current_m:
+        .zero   8
+        .text
 
 /*
  * void gs_mcall(G *g, void (*fn)(G *))

@@ -27,14 +27,18 @@
  * compiler has already saved whatever it needs before calling us.  The
  * direction flag is clear at every call and stays clear here.
  *
- * G fields used: stack_lo 0, stack_hi 8, m 24, sched 32 (a Context).
- * M fields used: g0 0.  The Rust side asserts all of these at compile time.
+ * G fields used: stack_lo 0, stack_hi 8, m 24, sched 32 (a Context),
+ * and by gs_yield_native schedlink, status, chan_wake, syscallsp.
+ * M fields used: g0 0; gs_yield_native also curg, p, running, schedtick
+ * and P's shared, tick, runq head and tail.  The Rust side asserts all of
+ * these at compile time (src/abi.rs).
  *
  * Symbols defined in Rust and called from here (all `extern "C"`, no unwind):
  *   gs_goexit0(g)               finish a goroutine; runs on g0; never returns
  *   gs_fatal_mcall_returned(g)  fatal error; never returns
  *   gs_fatal_mcall_on_g0(g)     fatal error; never returns
  *   gs_park_yield(g)            requeue g and schedule; on g0
+ *   gs_yield_slow(m, g)         yield_now's general case; on g's stack
  *   gs_newstack(g)              grow (or handle a safe-point request); on g0
  *   gs_fatal_morestack_on_g0(g) fatal error; never returns
  */
@@ -136,6 +140,143 @@ gs_swapcontext:
         ret
         .cfi_endproc
         .size   gs_swapcontext, . - gs_swapcontext
+
+/*
+ * void gs_yield_native(void)
+ *
+ * gstack::yield_now: the common case of a yield done without a call into
+ * Rust or a trip through g0, as one routine called straight from the
+ * goroutine's code -- a runtime with one P (its run queue is unlocked: no
+ * other thread touches it), the global queue's turn not come (tick > 0),
+ * and a goroutine at the head of the local queue that needs nothing done
+ * before it resumes (not woken from a channel wait, not in a system-call
+ * window).  Then: the caller g goes to the back of the queue, the head
+ * `next` comes off it, and we switch to next.  Anything else tail-calls
+ * gs_yield_slow(m, g) (Rust, sched.rs), which does the general work.  It
+ * returns at once (nothing to yield) with no runtime on this thread, no
+ * goroutine, or when rsp is not on the goroutine's stack (a root visitor
+ * or foreign code running on the system stack).
+ *
+ * The same state changes as sched.rs's yield_switch + switch_direct, in
+ * the same order: queue, statuses, next.m, m.curg, the monitor's
+ * m.running and m.schedtick, then the switch.  No other thread can look:
+ * with one P the monitor only reads m.running / m.schedtick (plain
+ * stores, as Rust's Relaxed ones) and scans run on this M between
+ * goroutines.
+ *
+ * The switch saves g exactly as gs_swapcontext does (pc = the return
+ * address, sp = rsp + 8), so any resume path can continue it, and resumes
+ * next as gs_gogo does, with an indirect jump: a goroutine that yields in
+ * a loop then never executes a `ret` whose return-stack prediction names
+ * the other goroutine's caller (a push+ret resume would mispredict once
+ * per switch here, since this routine is called by the goroutine itself).
+ *
+ * TLS: gs_current_m (below), initial-exec.
+ *
+ *   register  holds
+ *   rdx       m      (from TLS)
+ *   rdi       g      (m->curg; then &g->sched)
+ *   rcx       p      (m->p)
+ *   rsi       next   (p->runq.head)
+ *   r8        the queue's new head
+ */
+        .globl  gs_yield_native
+        .type   gs_yield_native, @function
+        .p2align 4
+gs_yield_native:
+        .cfi_startproc
+        mov     rax, [rip + gs_current_m@GOTTPOFF]
+        mov     rdx, fs:[rax]
+        test    rdx, rdx
+        jz      9f                      /* no runtime on this thread */
+        mov     rdi, [rdx + GS_M_CURG]
+        test    rdi, rdi
+        jz      9f                      /* no goroutine */
+        cmp     rsp, [rdi + GS_G_STACK_LO]
+        jb      9f                      /* on the system stack */
+        cmp     rsp, [rdi + GS_G_STACK_HI]
+        jae     9f
+        mov     rcx, [rdx + GS_M_P]
+        test    rcx, rcx
+        jz      8f
+        cmp     byte ptr [rcx + GS_P_SHARED], 0
+        jne     8f                      /* several Ps: through g0 */
+        mov     eax, [rcx + GS_P_TICK]
+        test    eax, eax
+        jz      8f                      /* the global queue's turn */
+        mov     rsi, [rcx + GS_P_RUNQ_HEAD]
+        test    rsi, rsi
+        jz      8f                      /* local queue empty: maybe global */
+        cmp     byte ptr [rsi + GS_G_CHAN_WAKE], 0
+        jne     8f                      /* a channel wake-up to finish */
+        cmp     qword ptr [rsi + GS_G_SYSCALLSP], 0
+        jne     8f                      /* resumes in a system call */
+        /* Committed: rotate the queue (g to the back, next off the front). */
+        dec     eax
+        mov     [rcx + GS_P_TICK], eax
+        mov     r8, [rsi + GS_G_SCHEDLINK]
+        xor     eax, eax
+        mov     [rsi + GS_G_SCHEDLINK], rax
+        mov     [rdi + GS_G_SCHEDLINK], rax
+        test    r8, r8
+        jz      1f
+        mov     r9, [rcx + GS_P_RUNQ_TAIL]
+        mov     [r9 + GS_G_SCHEDLINK], rdi
+        jmp     2f
+1:      mov     r8, rdi                 /* next was alone: g is all of it */
+2:      mov     [rcx + GS_P_RUNQ_HEAD], r8
+        mov     [rcx + GS_P_RUNQ_TAIL], rdi
+        mov     dword ptr [rdi + GS_G_STATUS], GS_STATUS_RUNNABLE
+        mov     dword ptr [rsi + GS_G_STATUS], GS_STATUS_RUNNING
+        mov     [rsi + GS_G_M], rdx
+        mov     [rdx + GS_M_CURG], rsi
+        mov     [rdx + GS_M_RUNNING], rsi
+        add     qword ptr [rdx + GS_M_SCHEDTICK], 1
+        /* Save g as gs_swapcontext would. */
+        add     rdi, GS_G_SCHED
+        mov     rax, [rsp]
+        mov     [rdi + GS_CTX_PC], rax
+        lea     rax, [rsp + 8]
+        mov     [rdi + GS_CTX_SP], rax
+        SAVE_CALLEE rdi, 0
+        /* Resume next; the control words only when they differ. */
+        mov     eax, [rdi + GS_CTX_MXCSR]
+        movzx   ecx, word ptr [rdi + GS_CTX_FPCW]
+        lea     rdi, [rsi + GS_G_SCHED]
+        cmp     eax, [rdi + GS_CTX_MXCSR]
+        jne     gs_gogo
+        cmp     cx, word ptr [rdi + GS_CTX_FPCW]
+        jne     gs_gogo
+        mov     rbp, [rdi + GS_CTX_FP]
+        mov     rbx, [rdi + GS_CTX_RBX]
+        mov     r12, [rdi + GS_CTX_R12]
+        mov     r13, [rdi + GS_CTX_R13]
+        mov     r14, [rdi + GS_CTX_R14]
+        mov     r15, [rdi + GS_CTX_R15]
+        mov     rsp, [rdi + GS_CTX_SP]
+        jmp     [rdi + GS_CTX_PC]
+8:      mov     rsi, rdi
+        mov     rdi, rdx
+        jmp     gs_yield_slow@PLT       /* gs_yield_slow(m, g), a tail call */
+9:      ret
+        .cfi_endproc
+        .size   gs_yield_native, . - gs_yield_native
+
+/*
+ * The thread's M (null when the thread runs no runtime): read and written
+ * by Rust through src/m.rs's current_m / set_current_m, read here by
+ * gs_yield_native.  Zero on every new thread.  Hidden: not exported from
+ * libgstack.so.
+ */
+        .section .tbss, "awT", @nobits
+        .p2align 3
+        .globl  gs_current_m
+        .hidden gs_current_m
+        .type   gs_current_m, @object
+        .size   gs_current_m, 8
+gs_current_m:
+        .zero   8
+        .text
 
 /*
  * void gs_mcall(G *g, void (*fn)(G *))

@@ -30,14 +30,22 @@
 #define GS_M_MOREBUF_PC    16  /* usize: caller of the function that called morestack */
 #define GS_M_MOREBUF_SP    24  /* usize: its SP                             */
 #define GS_M_P             48  /* *P: the P this M holds (0 without one)    */
+#define GS_M_RUNNING       64  /* *G: for the monitor, the G running now     */
+#define GS_M_SCHEDTICK     72  /* u64: goroutine starts on this M (monitor)  */
 
 /* ---- struct P (a processor) ----------------------------------------- */
 #define GS_P_STATE         0   /* u32: GS_P_RUNNING / GS_P_SYSCALL / GS_P_IDLE */
 #define GS_P_RUNNING       0
 #define GS_P_SYSCALL       1
 #define GS_P_IDLE          2
+#define GS_P_SHARED        24  /* u8: several Ps (the queue is locked)     */
+#define GS_P_TICK          28  /* u32: schedules left before the global queue's turn */
+#define GS_P_RUNQ_HEAD     32  /* *G: local run queue, linked by schedlink  */
+#define GS_P_RUNQ_TAIL     40  /* *G                                        */
 
 /* Status values the asm writes. */
+#define GS_STATUS_RUNNABLE 1
+#define GS_STATUS_RUNNING  2
 #define GS_STATUS_SYSCALL  4
 
 /* Value of stackguard0 that forces every entry check into morestack. */
@@ -59,7 +67,9 @@
 /* G fields that follow the context */
 /* G fields that follow the context (after schedlink and status, which the
    scheduler touches on every switch and so share its cache lines) */
+#define GS_G_SCHEDLINK     104 /* *G: run-queue link                      */
 #define GS_G_STATUS        112 /* u32: Status (Syscall = 4)               */
+#define GS_G_CHAN_WAKE     116 /* u8: woken from a channel wait, to finish */
 #define GS_G_STARTFN       120 /* GS_G_SCHED + GS_CTX_SIZE + 16 */
 #define GS_G_STARTARGS     128 /* usize[6]: arguments after g             */
 #define GS_G_RETVAL        176 /* usize: what the entry function returned */
@@ -88,7 +98,9 @@
 #define GS_CTX_D12         136
 #define GS_CTX_D14         152
 #define GS_CTX_SIZE        168
+#define GS_G_SCHEDLINK     200 /* *G: run-queue link                      */
 #define GS_G_STATUS        208 /* u32: Status (Syscall = 4)               */
+#define GS_G_CHAN_WAKE     212 /* u8: woken from a channel wait, to finish */
 #define GS_G_STARTFN       216 /* GS_G_SCHED + GS_CTX_SIZE + 16 */
 #define GS_G_STARTARGS     224 /* usize[6]: arguments after g             */
 #define GS_G_RETVAL        272 /* usize: what the entry function returned */

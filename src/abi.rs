@@ -34,7 +34,9 @@ assert_offset!(G, sched, GS_G_SCHED);
 assert_offset!(G, startfn, GS_G_STARTFN);
 assert_offset!(G, startargs, GS_G_STARTARGS);
 assert_offset!(G, retval, GS_G_RETVAL);
+assert_offset!(G, schedlink, GS_G_SCHEDLINK);
 assert_offset!(G, status, GS_G_STATUS);
+assert_offset!(G, chan_wake, GS_G_CHAN_WAKE);
 assert_offset!(G, syscallsp, GS_G_SYSCALLSP);
 assert_offset!(G, syscallpc, GS_G_SYSCALLPC);
 assert_offset!(G, syscallfp, GS_G_SYSCALLFP);
@@ -49,7 +51,18 @@ assert_offset!(M, curg, GS_M_CURG);
 assert_offset!(M, morebuf_pc, GS_M_MOREBUF_PC);
 assert_offset!(M, morebuf_sp, GS_M_MOREBUF_SP);
 assert_offset!(M, p, GS_M_P);
+assert_offset!(M, running, GS_M_RUNNING);
+assert_offset!(M, schedtick, GS_M_SCHEDTICK);
 assert_offset!(crate::sched::P, state, GS_P_STATE);
+assert_offset!(crate::sched::P, shared, GS_P_SHARED);
+assert_offset!(crate::sched::P, tick, GS_P_TICK);
+const _: () = assert!(
+    offset_of!(crate::sched::P, runq) + crate::sched::GQUEUE_HEAD == GS_P_RUNQ_HEAD
+        && offset_of!(crate::sched::P, runq) + crate::sched::GQUEUE_TAIL == GS_P_RUNQ_TAIL,
+    "include/gstack_abi.h disagrees with the Rust layout of P.runq"
+);
+const _: () = assert!(GS_STATUS_RUNNABLE == crate::g::Status::Runnable as usize);
+const _: () = assert!(GS_STATUS_RUNNING == crate::g::Status::Running as usize);
 const _: () = assert!(GS_P_RUNNING == crate::sched::P_RUNNING as usize);
 const _: () = assert!(GS_P_SYSCALL == crate::sched::P_SYSCALL as usize);
 const _: () = assert!(GS_P_IDLE == crate::sched::P_IDLE as usize);

@@ -912,7 +912,48 @@ pub extern "C" fn gs_select0(g: *mut G) -> ! {
 ///
 /// # Safety
 /// `g` was woken (chan_wake) and is about to be resumed by the caller.
+#[inline]
 pub(crate) unsafe fn finish_wake(g: *mut G) {
+    // SAFETY: the caller's guarantee; g is not running, its sudogs are
+    // dequeued by their wakers or still queued on locked channels below.
+    unsafe {
+        let gr = &mut *g;
+        let won = gr.param;
+        let first = gr.waiting;
+        // The common case, inline: a plain send or receive, whose one
+        // sudog (dequeued by its waker) becomes the spare.
+        if !won.is_null() && won == first && !(*won).is_select && (*won).waitlink.is_null() {
+            gr.chan_wake = false;
+            gr.param = ptr::null_mut();
+            gr.waiting = ptr::null_mut();
+            let success = (*won).success;
+            gr.park_result = match ((*won).is_send, success) {
+                (true, true) => SEND_OK,
+                (true, false) => SEND_CLOSED,
+                (false, true) => RECV_OK,
+                (false, false) => RECV_CLOSED,
+            };
+            gr.park_ok = success as usize;
+            gr.park_args = [0; 4];
+            gr.waitreason = "";
+            if gr.spare_sudog.is_null() {
+                gr.spare_sudog = won; // reused by its next wait
+            } else {
+                drop(Box::from_raw(won));
+            }
+            return;
+        }
+        finish_wake_slow(g)
+    }
+}
+
+/// finish_wake for a select (and the fatal case of no sudog).
+///
+/// # Safety
+/// As for [`finish_wake`].
+#[cold]
+#[inline(never)]
+unsafe fn finish_wake_slow(g: *mut G) {
     // SAFETY: the caller's guarantee; g is not running, its sudogs are
     // dequeued by their wakers or still queued on locked channels below.
     unsafe {

@@ -485,7 +485,7 @@ fn here(rt: &Runtime) -> Res<Here> {
             "called from a thread that is not running the gstack runtime",
         );
     }
-    // SAFETY: a non-null CURRENT_M is this thread's live M, whose Sched
+    // SAFETY: a non-null current_m() is this thread's live M, whose Sched
     // lives as long as the runtime runs (which it does while we run on it).
     unsafe {
         let sched = (*m).sched;

@@ -110,6 +110,10 @@ pub struct G {
     /// Run-queue link.  (Here, next to `sched`: every switch touches both.)
     pub schedlink: *mut G,
     pub status: AtomicU32,
+    /// Woken from a channel wait: finish (dequeue the other cases of a
+    /// select, release sudogs) before it resumes.  (Here, next to the
+    /// status: the yield fast path checks it on every switch.)
+    pub chan_wake: bool,
     /// Entry function (also in the initial context; kept for tracebacks).
     pub startfn: usize,
     /// Arguments after `g` passed to the entry function by gs_goentry (the
@@ -174,9 +178,6 @@ pub struct G {
     pub param: *mut crate::chan::Sudog,
     /// A sudog kept for this goroutine's next wait (freed with the G).
     pub spare_sudog: *mut crate::chan::Sudog,
-    /// Woken from a channel wait: finish (dequeue the other cases of a
-    /// select, release sudogs) before it resumes.
-    pub chan_wake: bool,
     /// A select's cases race to wake it: the first to CAS 0 -> 1 wins.
     pub select_done: core::sync::atomic::AtomicU32,
     pub gc_request: Option<(

@@ -1,10 +1,9 @@
 //! M: an OS thread that runs goroutines, with its system-stack goroutine
-//! g0.  The thread-local `CURRENT_M` is how Rust code (and a signal handler)
-//! finds the M it runs on.
+//! g0.  The thread-local slot `gs_current_m` (read by `current_m`) is how
+//! Rust code, the assembly and a signal handler find the M they run on.
 
 use crate::g::G;
 use crate::sched::Sched;
-use core::cell::Cell;
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
@@ -65,24 +64,75 @@ impl M {
     }
 }
 
-thread_local! {
-    // const-initialised, no destructor: a plain TLS slot, safe to read in a
-    // signal handler.
-    static CURRENT_M: Cell<*mut M> = const { Cell::new(ptr::null_mut()) };
-}
+// The thread-local slot holding this thread's M is defined in the
+// trampoline assembly (`gs_current_m`, in .tbss: zero on every new
+// thread), so that the assembly yield fast path (gs_yield_native) reads it
+// directly; Rust reads and writes it with the two inline-asm accessors
+// below, in the initial-exec TLS model (the linker relaxes it to local-exec
+// in executables; a libgstack.so is then loadable at start-up or by
+// dlopen while static TLS room is left, 8 bytes here).
+//
+// Why inline asm and not `thread_local!`: a goroutine may resume on
+// another thread than it parked on.  The compiler treats the thread
+// pointer as constant within a function and may hoist a TLS address out
+// of a loop or keep it across a call that switches goroutines; an asm
+// block that is not `pure` is executed exactly where it is written, so
+// every read sees the thread it runs on.  That lets these be inlined
+// everywhere.  (A plain TLS slot: safe to read in a signal handler.)
 
 /// The M of this thread, or null when the thread runs no runtime.
-///
-/// Not inlined on purpose: a goroutine may (with several threads, later)
-/// resume on another thread than it parked on, and the compiler must not
-/// reuse a thread-local address computed before a switch.
-#[inline(never)]
+#[inline(always)]
 pub fn current_m() -> *mut M {
-    CURRENT_M.with(|c| c.get())
+    let m: *mut M;
+    // SAFETY: reads the 8-byte TLS slot gs_current_m of this thread
+    // (defined in asm/<arch>.S); no other memory, no stack.  Not `pure`:
+    // never hoisted or merged across switches (see above).
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        core::arch::asm!(
+            "mov {m}, qword ptr [rip + gs_current_m@GOTTPOFF]",
+            "mov {m}, qword ptr fs:[{m}]",
+            m = out(reg) m,
+            options(nostack, readonly, preserves_flags),
+        );
+        #[cfg(target_arch = "aarch64")]
+        core::arch::asm!(
+            "adrp {t}, :gottprel:gs_current_m",
+            "ldr {t}, [{t}, #:gottprel_lo12:gs_current_m]",
+            "mrs {m}, tpidr_el0",
+            "ldr {m}, [{m}, {t}]",
+            m = out(reg) m,
+            t = out(reg) _,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    m
 }
 
 pub(crate) fn set_current_m(m: *mut M) {
-    CURRENT_M.with(|c| c.set(m));
+    // SAFETY: writes this thread's TLS slot gs_current_m (see current_m);
+    // nothing else.
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        core::arch::asm!(
+            "mov {t}, qword ptr [rip + gs_current_m@GOTTPOFF]",
+            "mov qword ptr fs:[{t}], {m}",
+            m = in(reg) m,
+            t = out(reg) _,
+            options(nostack, preserves_flags),
+        );
+        #[cfg(target_arch = "aarch64")]
+        core::arch::asm!(
+            "adrp {t}, :gottprel:gs_current_m",
+            "ldr {t}, [{t}, #:gottprel_lo12:gs_current_m]",
+            "mrs {u}, tpidr_el0",
+            "str {m}, [{u}, {t}]",
+            m = in(reg) m,
+            t = out(reg) _,
+            u = out(reg) _,
+            options(nostack, preserves_flags),
+        );
+    }
 }
 
 /// The user goroutine this thread runs, if the caller is on its stack
@@ -90,15 +140,14 @@ pub(crate) fn set_current_m(m: *mut M) {
 /// visitor or a libcall's foreign code, where switching goroutines would
 /// save a context on the system stack).
 ///
-/// Not inlined (see [`current_m`]); it reads the thread-local slot itself
-/// rather than through two more calls: it is on every channel operation.
-#[inline(never)]
+/// On every channel operation: inlined.
+#[inline(always)]
 pub fn current_g_on_stack() -> *mut G {
-    let m = CURRENT_M.with(|c| c.get());
+    let m = current_m();
     if m.is_null() {
         return ptr::null_mut();
     }
-    // SAFETY: a non-null CURRENT_M is the live M of this thread, and its
+    // SAFETY: a non-null current_m() is the live M of this thread, and its
     // non-null curg is live while the M runs.
     unsafe {
         let g = (*m).curg;
@@ -115,12 +164,12 @@ pub fn current_g_on_stack() -> *mut G {
 }
 
 /// The user goroutine this thread is running, or null.
-#[inline(never)]
+#[inline]
 pub fn current_g() -> *mut G {
-    let m = CURRENT_M.with(|c| c.get());
+    let m = current_m();
     if m.is_null() {
         return ptr::null_mut();
     }
-    // SAFETY: a non-null CURRENT_M is the live M of this thread.
+    // SAFETY: a non-null current_m() is the live M of this thread.
     unsafe { (*m).curg }
 }

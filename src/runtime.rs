@@ -442,22 +442,26 @@ pub fn spawn<F: FnOnce() + Send + 'static>(f: F) -> u64 {
 /// Let the other runnable goroutines run; the caller continues after them.
 /// Returns at once when no other goroutine is runnable, or when called
 /// outside a goroutine.
+///
+/// Inlined: the goroutine calls the assembly fast path (gs_yield_native)
+/// itself, which handles the one-P case without entering Rust and passes
+/// everything else to `gs_yield_slow`.
+#[inline]
 pub fn yield_now() {
-    let m = m::current_m();
-    if m.is_null() {
-        return;
-    }
-    // SAFETY: m is this thread's live M, and its curg (if any) is live.
-    unsafe {
-        let g = (*m).curg;
-        let here = &m as *const *mut M as usize;
-        if g.is_null() || here < (*g).stack_lo || here >= (*g).stack_hi {
-            // Outside a goroutine, or on the system stack (a root visitor,
-            // foreign code in a libcall): nothing to yield.
-            return;
-        }
-        sched::yield_switch(m, g);
-    }
+    // SAFETY: gs_yield_native takes no arguments and checks everything it
+    // relies on itself (a runtime on this thread, a goroutine, its stack);
+    // it returns like an ordinary call, maybe after other goroutines ran.
+    unsafe { crate::trampoline::gs_yield_native() }
+}
+
+/// yield_now's general case, tail-called by gs_yield_native with this
+/// thread's M and its running goroutine, on that goroutine's stack (the
+/// assembly checked all three).
+#[no_mangle]
+extern "C" fn gs_yield_slow(m: *mut M, g: *mut crate::g::G) {
+    // SAFETY: as gs_yield_native guarantees: m is this thread's live M, g
+    // its running goroutine, and we are on g's stack.
+    unsafe { sched::yield_switch(m, g) }
 }
 
 /// End the calling goroutine.  Its Rust frames are unwound (destructors

@@ -39,6 +39,11 @@ const LOCAL_GFREE: usize = 64;
 const ID_BATCH: u64 = 16;
 
 /// FIFO of goroutines linked through `G::schedlink`: no allocation.
+/// Offsets of a GQueue's head and tail (for src/abi.rs's checks).
+pub(crate) const GQUEUE_HEAD: usize = core::mem::offset_of!(GQueue, head);
+pub(crate) const GQUEUE_TAIL: usize = core::mem::offset_of!(GQueue, tail);
+
+#[repr(C)]
 pub(crate) struct GQueue {
     head: *mut G,
     tail: *mut G,
@@ -121,17 +126,19 @@ pub(crate) struct P {
     /// The M holding it (0 when idle).
     pub owner: AtomicUsize,
     pub id: usize,
-    shared: bool,
+    /// Several Ps: the queue is taken under `lock` (GS_P_SHARED).
+    pub(crate) shared: bool,
     lock: AtomicBool,
-    runq: UnsafeCell<GQueue>,
+    /// Schedules left before the global queue is looked at first (its
+    /// fairness check); counts down from GLOBAL_CHECK_EVERY (GS_P_TICK).
+    pub(crate) tick: AtomicU32,
+    /// head and tail are read by gs_yield_native (GS_P_RUNQ_HEAD/_TAIL).
+    pub(crate) runq: UnsafeCell<GQueue>,
     len: AtomicUsize,
     /// Used only by the M holding this P, on its system stack.
     cache: UnsafeCell<StackCache>,
     /// The cache-flush epoch this P's cache was last flushed at.
     flushed: AtomicU64,
-    /// Schedules left before the global queue is looked at first (its
-    /// fairness check); counts down from GLOBAL_CHECK_EVERY.
-    tick: AtomicU32,
     /// Dead Gs for this P's spawns (Go's p.gFree): only the holder touches
     /// it, so a spawn and an exit take no lock.  Bounded by LOCAL_GFREE;
     /// the excess goes to the shared list in batches.  A G here keeps its
@@ -163,11 +170,11 @@ impl P {
             id,
             shared,
             lock: AtomicBool::new(false),
+            tick: AtomicU32::new(0),
             runq: UnsafeCell::new(GQueue::new()),
             len: AtomicUsize::new(0),
             cache: UnsafeCell::new(StackCache::new()),
             flushed: AtomicU64::new(0),
-            tick: AtomicU32::new(0),
             gfree: UnsafeCell::new(Vec::new()),
             id_next: AtomicU64::new(0),
             id_end: AtomicU64::new(0),
@@ -725,30 +732,34 @@ impl Sched {
         // SAFETY: the caller's guarantee.
         unsafe {
             let m = crate::m::current_m();
-            if !m.is_null()
-                && core::ptr::eq((*m).sched, self)
-                && !(*m).p.load(Ordering::Relaxed).is_null()
-            {
-                if self.ps.len() == 1 {
-                    // One P: scans run on this M, between goroutines, so
-                    // none holds g now; and no other thread changes the
-                    // status of a waiting goroutine but through ready's
-                    // compare-and-swap below (a plain thread waking it),
-                    // which cannot run while we hold the wake (the sudog
-                    // we dequeued).  A plain store does.
-                    (*g).set_status(Status::Runnable);
-                } else {
+            if !m.is_null() && core::ptr::eq((*m).sched, self) {
+                let p = (*m).p.load(Ordering::Relaxed);
+                if !p.is_null() {
+                    let p = &*p;
+                    if !p.shared {
+                        // One P: scans run on this M, between goroutines,
+                        // so none holds g now; and no other thread changes
+                        // the status of a waiting goroutine but through
+                        // the compare-and-swap below (a plain thread
+                        // waking it), which cannot run while we hold the
+                        // wake (the sudog we dequeued).  A plain store
+                        // does.  Nobody to wake: the one P is ours.
+                        (*g).set_status(Status::Runnable);
+                        p.runq_push(g);
+                        return;
+                    }
                     // A scan may hold it for a moment: wait for the claim.
                     (*g).cas_status(Status::Waiting, Status::Runnable);
+                    p.runq_push(g);
+                    self.wake_idle();
+                    return;
                 }
-                self.put_runnable(g);
-            } else {
-                // Woken from a thread that is not one of our Ms (a plain
-                // thread closing a channel, another runtime's goroutine):
-                // the global queue, under its lock.
-                (*g).cas_status(Status::Waiting, Status::Runnable);
-                self.put_global(g);
             }
+            // Woken from a thread that is not one of our Ms (a plain
+            // thread closing a channel, another runtime's goroutine), or
+            // from an M without a P: the global queue, under its lock.
+            (*g).cas_status(Status::Waiting, Status::Runnable);
+            self.put_global(g);
         }
     }
 
@@ -1335,16 +1346,19 @@ pub(crate) unsafe fn schedule(m: *mut M) -> ! {
 #[inline]
 pub(crate) unsafe fn yield_switch(m: *mut M, g: *mut G) {
     unsafe {
-        let sched = &*(*m).sched;
-        if sched.ps.len() > 1 {
+        // A running goroutine's M holds a P (a native goroutine never is in
+        // a system call window).  Its queue is shared exactly when the
+        // runtime has several Ps.
+        let p = &*(*m).p.load(Ordering::Relaxed);
+        if p.shared {
             // Another M could take g from the queue before its context is
             // saved: go through g0, which queues it after saving.
-            if sched.any_work() {
+            if (*(*m).sched).any_work() {
                 crate::trampoline::mcall(g, gs_park_yield);
             }
             return;
         }
-        let p = &*(*m).p.load(Ordering::Relaxed);
+        let sched = &*(*m).sched;
         // The common case: the global queue's turn has not come and the
         // local queue has a goroutine: g takes its place at the back.
         let left = p.tick.load(Ordering::Relaxed);

@@ -159,7 +159,7 @@ unsafe fn pc_sp(ctx: *mut libc::c_void) -> (u64, u64) {
 
 extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers;
-    // CURRENT_M is a plain TLS slot; the M and its curg are live while the
+    // gs_current_m is a plain TLS slot; the M and its curg are live while the
     // thread runs goroutine code (the only time a guard page is hit).
     unsafe {
         let addr = (*info).si_addr() as usize;

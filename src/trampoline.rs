@@ -52,6 +52,9 @@ extern "C" {
     /// Called by managed code to yield (see the asm).
     #[link_name = "gs_yield_impl"]
     pub fn gs_yield(g: *mut G);
+    /// `gstack::yield_now` (see asm/<arch>.S): yields the calling native
+    /// goroutine, or returns at once outside one.
+    pub fn gs_yield_native();
 
     /// Test helper, see the asm.
     pub fn gs_test_callee_saved(f: extern "C" fn(*mut c_void), arg: *mut c_void, seed: u64) -> u64;

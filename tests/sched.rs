@@ -145,6 +145,61 @@ fn yield_is_fifo_round_robin() {
     assert_eq!(*log.lock().unwrap(), "abcabcabc");
 }
 
+/// A goroutine woken by a plain thread goes to the global run queue.
+/// Goroutines that do nothing but yield to each other (the assembly fast
+/// path, which never looks at the global queue) must still let it run:
+/// the fast path leaves the global queue's turn (every 61 schedules) to the
+/// general path.  Counted in yields between the close and the wake-up.
+#[test]
+fn yielding_goroutines_do_not_starve_the_global_queue() {
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    const CAP: u64 = 2_000_000;
+    let yields = Arc::new(AtomicU64::new(0));
+    let at_close = Arc::new(AtomicU64::new(u64::MAX));
+    let at_wake = Arc::new(AtomicU64::new(u64::MAX));
+    let done = Arc::new(AtomicBool::new(false));
+    let (y, ac, aw, d) = (yields.clone(), at_close.clone(), at_wake.clone(), done.clone());
+    rt().run(move || {
+        let c: gstack::chan::Chan<u64> = gstack::chan::Chan::new(0);
+        {
+            let (c, y, aw, d) = (c.clone(), y.clone(), aw.clone(), d.clone());
+            gstack::spawn(move || {
+                assert_eq!(c.recv(), Ok(None), "woken by the close");
+                aw.store(y.load(Ordering::SeqCst), Ordering::SeqCst);
+                d.store(true, Ordering::SeqCst);
+            });
+        }
+        for _ in 0..2 {
+            let (y, d) = (y.clone(), d.clone());
+            gstack::spawn(move || {
+                while !d.load(Ordering::SeqCst) && y.load(Ordering::SeqCst) < CAP {
+                    y.fetch_add(1, Ordering::SeqCst);
+                    gstack::yield_now();
+                }
+            });
+        }
+        gstack::yield_now(); // the receiver parks, the yielders start
+        let (y2, ac2) = (y.clone(), ac.clone());
+        let closer = std::thread::spawn(move || {
+            while y2.load(Ordering::SeqCst) < 1000 {
+                std::thread::yield_now();
+            }
+            ac2.store(y2.load(Ordering::SeqCst), Ordering::SeqCst);
+            c.close().unwrap();
+        });
+        while !d.load(Ordering::SeqCst) && y.load(Ordering::SeqCst) < CAP {
+            gstack::yield_now();
+        }
+        closer.join().unwrap();
+    });
+    let (closed, woke) = (at_close.load(Ordering::SeqCst), at_wake.load(Ordering::SeqCst));
+    assert!(done.load(Ordering::SeqCst), "the woken goroutine never ran ({} yields)", yields.load(Ordering::SeqCst));
+    // The close lands between two reads of the counter; the waiter runs at
+    // the global queue's next turn: within 61 schedules of 3 yielders
+    // (about 40 yields each) -- allow for the close racing the count.
+    assert!(woke >= closed && woke - closed < 400, "closed at {closed} yields, woke at {woke}");
+}
+
 #[test]
 fn ten_thousand_goroutines_ping_pong_and_accounting_returns_to_zero() {
     const N: usize = 10_000;
