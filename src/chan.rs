@@ -657,6 +657,10 @@ unsafe fn resume(g: *mut G, result: usize, ok: usize) -> ! {
 }
 
 /// g0 half of a send: `g.park_args = [chan, elem]`.
+// Reached only through mcall from the parking stubs, with this M's
+// goroutine (an `extern "C" fn` pointer is what mcall takes, so it cannot
+// be an `unsafe fn`).
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 #[no_mangle]
 pub extern "C" fn gs_chansend0(g: *mut G) -> ! {
     // SAFETY: mcall passes the running goroutine, stopped at g.sched; its
@@ -680,6 +684,10 @@ pub extern "C" fn gs_chansend0(g: *mut G) -> ! {
 }
 
 /// g0 half of a receive: `g.park_args = [chan, elem]`.
+// Reached only through mcall from the parking stubs, with this M's
+// goroutine (an `extern "C" fn` pointer is what mcall takes, so it cannot
+// be an `unsafe fn`).
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 #[no_mangle]
 pub extern "C" fn gs_chanrecv0(g: *mut G) -> ! {
     // SAFETY: as gs_chansend0.
@@ -817,6 +825,10 @@ pub(crate) fn fastrand() -> u32 {
 }
 
 /// g0 half of select: `g.park_args = [cases, n, block]`.
+// Reached only through mcall from the parking stubs, with this M's
+// goroutine (an `extern "C" fn` pointer is what mcall takes, so it cannot
+// be an `unsafe fn`).
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 #[no_mangle]
 pub extern "C" fn gs_select0(g: *mut G) -> ! {
     // SAFETY: as gs_chansend0; the cases array lives in the caller's frame
@@ -1134,6 +1146,9 @@ impl<T: Copy + Send + 'static> Chan<T> {
 
 /// Closing a channel from managed code (it never waits, so it needs no
 /// stub): 0 closed, 1 it was closed already.
+// Called by managed code with a channel it holds (the C ABI's checked
+// entry point is gs_chan_close in ffi.rs).
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 #[no_mangle]
 pub extern "C" fn gs_chanclose(_g: *mut G, c: *const RawChan) -> usize {
     // SAFETY: managed code passes a live channel.

@@ -330,6 +330,30 @@ fn thread_stack_bounds() -> (usize, usize) {
 }
 
 /// The runtime the calling goroutine belongs to.
+/// Stack room a native goroutine needs left to run newproc in place
+/// rather than on g0 (the allocator's deepest path, a fresh mmap, uses a
+/// few KiB; this leaves a wide margin).
+const SPAWN_IN_PLACE_ROOM: usize = 32 << 10;
+
+/// Bytes left below the caller's frame when it runs on a native
+/// goroutine's own stack; 0 anywhere else (managed code, g0, no runtime).
+#[inline]
+fn native_room() -> usize {
+    let g = m::current_g_on_stack();
+    if g.is_null() {
+        return 0;
+    }
+    // SAFETY: current_g_on_stack returns this thread's running goroutine,
+    // live while it runs, and we are on its stack (so sp > stack_lo).
+    unsafe {
+        if (*g).kind != GKind::Native {
+            return 0;
+        }
+        let here = &g as *const *mut G as usize;
+        here - (*g).stack_lo
+    }
+}
+
 pub(crate) fn current_sched() -> Option<&'static Sched> {
     let m = m::current_m();
     if m.is_null() {
@@ -381,8 +405,20 @@ impl Builder {
         let sched = current_sched().ok_or(SpawnError::NotInRuntime)?;
         let size = self.stack_size.unwrap_or(sched.config.native_stack_size);
         let body: crate::g::NativeFn = Box::new(f);
-        // The allocator must not run on a goroutine stack.
-        let g = systemstack(move || sched.newproc(sched::Start::Native(body), size))?;
+        let g = if native_room() >= SPAWN_IN_PLACE_ROOM {
+            // A native goroutine with room to spare: newproc runs right
+            // here, saving the trip to g0 and back.  What g0 is for does
+            // not apply: its stack never moves or grows (the allocator
+            // must never run on a stack that can), nothing else runs on
+            // this M until newproc returns (it never switches), so the P's
+            // lists and cache are ours as on g0, and a fixed stack this
+            // deep in room holds the allocator's frames (an mmap included).
+            sched.newproc(sched::Start::Native(body), size)?
+        } else {
+            // Managed code, a shallow native stack, or g0 itself: the
+            // allocator must not run on a goroutine stack that can move.
+            systemstack(move || sched.newproc(sched::Start::Native(body), size))?
+        };
         // SAFETY: g is live (Gs are never freed while the runtime runs).
         Ok(unsafe { (*g).id })
     }

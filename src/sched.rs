@@ -822,9 +822,12 @@ impl Sched {
     /// managed: rounded up to a power of two, movable), and put it on the
     /// run queue.
     ///
-    /// Must run on a system stack (g0, or a thread's own stack before the
-    /// scheduler starts): it allocates stacks.  Reuses a dead G, and its
-    /// stack when kind and size match.
+    /// Must run on a stack that never moves -- a system stack (g0, or a
+    /// thread's own stack before the scheduler starts), or a native
+    /// goroutine's fixed stack with room to spare (runtime.rs's spawn) --
+    /// of an M of this Sched, with nothing else running on that M until it
+    /// returns: it allocates stacks and uses the M's P's lists and cache.
+    /// Reuses a dead G, and its stack when kind and size match.
     pub fn newproc(&self, start: Start, size: usize) -> Result<*mut G, SpawnError> {
         let g = self.newproc_unqueued(start, size)?;
         // SAFETY: g is fresh, runnable, on no queue; on an M's system stack.
@@ -844,8 +847,9 @@ impl Sched {
                 size.max(crate::stack::MIN_STACK).next_power_of_two(),
             ),
         };
-        // SAFETY: newproc runs on the system stack of an M of this Sched
-        // (see above): its P's lists are ours.
+        // SAFETY: newproc runs on an M of this Sched, on g0 or a native
+        // goroutine's fixed stack, and nothing else runs on this M until
+        // it returns (see above): its P's lists are ours.
         let p = unsafe { self.cur_p() };
         let g = match unsafe { self.gfget(p) } {
             Some(g) => {
@@ -859,8 +863,7 @@ impl Sched {
             }
         };
         // SAFETY: g is a live G nobody else references (fresh or taken off
-        // the free list under the lock); we are on the system stack, so the
-        // P may be borrowed.
+        // the free list under the lock); as above, the P may be borrowed.
         unsafe {
             let gr = &mut *g;
             if let Some(stk) = gr.stack {
@@ -975,7 +978,8 @@ impl Sched {
     /// the shared list.
     ///
     /// # Safety
-    /// On the system stack of the M holding `p`.
+    /// On the M holding `p`, on a stack that does not move, with nothing
+    /// else running on this M until it returns (newproc's conditions).
     unsafe fn gfget(&self, p: &P) -> Option<*mut G> {
         // SAFETY: the caller's guarantee.
         let local = unsafe { p.gfree() };
