@@ -39,6 +39,12 @@ impl Context {
         }
     }
 
+    /// A finished goroutine's return value: gs_goentry moves it into x19
+    /// before gs_mcall saves the context.
+    pub fn retval(&self) -> usize {
+        self.x[0]
+    }
+
     /// The context a new goroutine starts from: `gs_goentry` at the top of
     /// the stack with x29 = 0 (the frame-record chain ends there), the entry
     /// function in x19 and the G in x20 (see gs_goentry in asm/aarch64.S).

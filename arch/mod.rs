@@ -48,6 +48,23 @@ pub unsafe fn read_frame_record(fp: usize) -> FrameRecord {
     }
 }
 
+/// Bytes of a new goroutine's start arguments (the words after g, six
+/// slots with the last spare, keeping 16-byte alignment) at the bottom of
+/// its initial frame, `sched.sp`; gs_goentry loads them and pops them.
+pub const START_ARGS_SIZE: usize = 48;
+
+/// Put a new goroutine's start arguments on its stack below `top` (from
+/// [`initial_sp`]) and return the SP its context starts with.
+///
+/// # Safety
+/// `[top - START_ARGS_SIZE, top)` is writable stack nobody else uses.
+pub unsafe fn push_start_args(top: usize, args: &[usize; 6]) -> usize {
+    let sp = top - START_ARGS_SIZE;
+    // SAFETY: the caller's guarantee; sp is 16-byte aligned.
+    unsafe { (sp as *mut [usize; 6]).write(*args) };
+    sp
+}
+
 /// The SP a goroutine starts with: the top of its stack, aligned down.
 #[inline]
 pub const fn initial_sp(stack_hi: usize) -> usize {

@@ -55,6 +55,12 @@ impl Context {
         }
     }
 
+    /// A finished goroutine's return value: gs_goentry moves it into rbx
+    /// before gs_mcall saves the context.
+    pub fn retval(&self) -> usize {
+        self.rbx
+    }
+
     /// The context a new goroutine starts from: `gs_goentry` at the top of
     /// the stack with rbp = 0 (the frame-record chain ends there), the entry
     /// function in rbx and the G in r12 (see gs_goentry in asm/x86_64.S).

@@ -31,7 +31,7 @@
  * them.  The object is marked BTI-compatible in .note.gnu.property.
  *
  * G fields used: stack_lo 0, stack_hi 8, m 24, sched 32 (a Context),
- * and by gs_yield_native schedlink, status, chan_wake, syscallsp.
+ * and by gs_yield_native schedlink, status, chan_wake, in_syscall.
  * M fields used: g0 0; gs_yield_native also curg, p, running, schedtick
  * and P's shared, tick, runq head and tail.  The Rust side asserts all of
  * these at compile time (src/abi.rs).
@@ -160,8 +160,8 @@ gs_yield_native:
         cbz     x1, 8f                  /* local queue empty: maybe global */
         ldrb    w9, [x1, #GS_G_CHAN_WAKE]
         cbnz    w9, 8f                  /* a channel wake-up to finish */
-        ldr     x9, [x1, #GS_G_SYSCALLSP]
-        cbnz    x9, 8f                  /* resumes in a system call */
+        ldrb    w9, [x1, #GS_G_INSYSCALL]
+        cbnz    w9, 8f                  /* resumes in a system call */
         /* Committed: rotate the queue (g to the back, next off the front). */
         sub     w4, w4, #1
         str     w4, [x3, #GS_P_TICK]
@@ -333,12 +333,13 @@ gs_systemstack:
  * gs_goentry: where every goroutine starts (its initial sched.pc).
  *
  * Entered by gs_gogo (via `ret`) with sp = top of the stack (16-byte
- * aligned), x29 = 0, x19 = entry function, x20 = G.  Calls
- * fn(g, startargs[0..4]); the return address of that call, gs_goexit_pc,
+ * aligned) minus GS_START_ARGS_SIZE, where newproc put the arguments,
+ * x29 = 0, x19 = entry function, x20 = G.  Pops the arguments and calls
+ * fn(g, args[0..4]); the return address of that call, gs_goexit_pc,
  * is the saved lr in the goroutine's entry frame (whose saved x29 is 0).
  * When fn returns, x20 still holds the G (callee-saved; the G never moves):
- * its return value is stored in g->retval and the goroutine is finished
- * on g0.
+ * its return value goes to x19, which gs_mcall saves in g->sched
+ * (Context::retval), and the goroutine is finished on g0.
  *
  *   +------------------+ <- stack_hi = sp at fn's first instruction
  *   | x29 = 0, lr =    | <- fn's frame record after `stp x29, x30, [sp, #-16]!`
@@ -353,13 +354,14 @@ gs_goentry:
         .cfi_undefined x30
         BTI_C
         mov     x0, x20
-        ldp     x1, x2, [x20, #(GS_G_STARTARGS + 0)]
-        ldp     x3, x4, [x20, #(GS_G_STARTARGS + 16)]
-        ldr     x5, [x20, #(GS_G_STARTARGS + 32)]
+        ldp     x1, x2, [sp, #0]
+        ldp     x3, x4, [sp, #16]
+        ldr     x5, [sp, #32]
+        add     sp, sp, #GS_START_ARGS_SIZE
         blr     x19
         .globl  gs_goexit_pc
 gs_goexit_pc:
-        str     x0, [x20, #GS_G_RETVAL]
+        mov     x19, x0                 /* saved in g->sched by gs_mcall */
         mov     x0, x20
         adrp    x1, :got:gs_goexit0
         ldr     x1, [x1, #:got_lo12:gs_goexit0]
@@ -415,7 +417,7 @@ gs_morestack_impl:
         ldr     x10, [x9, #GS_M_G0]
         cmp     x10, x0
         b.eq    1f
-        ldr     x10, [x0, #GS_G_LIBCALLSP]
+        ldr     x10, [x9, #GS_M_LIBCALLSP]
         cbnz    x10, 2f
         ldr     x10, [x29, #8]
         str     x10, [x9, #GS_M_MOREBUF_PC]
@@ -452,9 +454,13 @@ gs_entersyscall_impl:
         ldr     x10, [x0, #GS_G_STACK_HI]
         cmp     x9, x10
         b.hi    1f
-        str     x30, [x0, #GS_G_SYSCALLPC]
-        str     x29, [x0, #GS_G_SYSCALLFP]
-        str     x9,  [x0, #GS_G_SYSCALLSP]
+        ldr     x11, [x0, #GS_G_EXTRA]
+        cbz     x11, 3f
+        str     x30, [x11, #GS_GX_SYSCALLPC]
+        str     x29, [x11, #GS_GX_SYSCALLFP]
+        str     x9,  [x11, #GS_GX_SYSCALLSP]
+        mov     w10, #1
+        strb    w10, [x0, #GS_G_INSYSCALL]
         movn    x10, #0x521             /* GS_STACK_PREEMPT */
         str     x10, [x0, #GS_G_STACKGUARD0]
         mov     w10, #GS_STATUS_SYSCALL
@@ -468,6 +474,19 @@ gs_entersyscall_impl:
         ret
 1:      bl      gs_fatal_entersyscall_sp
         brk     #0
+        /* The G's first system call: make g->extra on the system stack,
+           then start again. */
+3:      stp     x0, x30, [sp, #-16]!
+        .cfi_adjust_cfa_offset 16
+        .cfi_offset x30, -8
+        mov     x2, x0
+        adrp    x1, :got:gs_g_extra
+        ldr     x1, [x1, #:got_lo12:gs_g_extra]
+        bl      gs_systemstack
+        ldp     x0, x30, [sp], #16
+        .cfi_adjust_cfa_offset -16
+        .cfi_restore x30
+        b       gs_entersyscall_impl
         .cfi_endproc
         .size   gs_entersyscall_impl, . - gs_entersyscall_impl
 
@@ -523,16 +542,16 @@ gs_libcall_impl:
         cmp     x9, x10
         b.hs    1f
         mov     x19, x0
-        str     x30, [x0, #GS_G_LIBCALLPC]
+        ldr     x11, [x0, #GS_G_M]
+        str     x30, [x11, #GS_M_LIBCALLPC]
         ldr     x9, [x29]
-        str     x9, [x0, #GS_G_LIBCALLFP]
+        str     x9, [x11, #GS_M_LIBCALLFP]
         add     x9, x29, #32
-        str     x9, [x0, #GS_G_LIBCALLSP]
+        str     x9, [x11, #GS_M_LIBCALLSP]
         movn    x9, #0x521              /* GS_STACK_PREEMPT */
         str     x9, [x0, #GS_G_STACKGUARD0]
         mov     x20, sp
-        ldr     x9, [x0, #GS_G_M]
-        ldr     x9, [x9, #GS_M_G0]
+        ldr     x9, [x11, #GS_M_G0]
         ldr     x10, [x9, #(GS_G_SCHED + GS_CTX_SP)]
         mov     sp, x10
         mov     x0, x2
@@ -588,15 +607,17 @@ gs_asm_funcs_bounds:
 GS_FUNC \name, 16
         GS_PROLOGUE
         str     x0, [sp]
-        str     x1, [x0, #GS_G_PARKARGS]
-        str     x2, [x0, #(GS_G_PARKARGS + 8)]
-        str     x3, [x0, #(GS_G_PARKARGS + 16)]
+        ldr     x9, [x0, #GS_G_M]
+        str     x1, [x9, #GS_M_PARKARGS]
+        str     x2, [x9, #(GS_M_PARKARGS + 8)]
+        str     x3, [x9, #(GS_M_PARKARGS + 16)]
         adrp    x1, :got:\op
         ldr     x1, [x1, #:got_lo12:\op]
         GS_CALL gs_mcall, 0
         ldr     x9, [sp]
-        ldr     x0, [x9, #GS_G_PARKRESULT]
-        ldr     x1, [x9, #GS_G_PARKOK]
+        ldr     x9, [x9, #GS_G_M]       /* the M it resumed on */
+        ldr     x0, [x9, #GS_M_PARKRESULT]
+        ldr     x1, [x9, #GS_M_PARKOK]
         GS_EPILOGUE
 GS_FUNC_END \name
 .endm

@@ -28,7 +28,7 @@
  * direction flag is clear at every call and stays clear here.
  *
  * G fields used: stack_lo 0, stack_hi 8, m 24, sched 32 (a Context),
- * and by gs_yield_native schedlink, status, chan_wake, syscallsp.
+ * and by gs_yield_native schedlink, status, chan_wake, in_syscall.
  * M fields used: g0 0; gs_yield_native also curg, p, running, schedtick
  * and P's shared, tick, runq head and tail.  The Rust side asserts all of
  * these at compile time (src/abi.rs).
@@ -209,7 +209,7 @@ gs_yield_native:
         jz      8f                      /* local queue empty: maybe global */
         cmp     byte ptr [rsi + GS_G_CHAN_WAKE], 0
         jne     8f                      /* a channel wake-up to finish */
-        cmp     qword ptr [rsi + GS_G_SYSCALLSP], 0
+        cmp     byte ptr [rsi + GS_G_INSYSCALL], 0
         jne     8f                      /* resumes in a system call */
         /* Committed: rotate the queue (g to the back, next off the front). */
         dec     eax
@@ -389,12 +389,14 @@ gs_systemstack:
 /*
  * gs_goentry: where every goroutine starts (its initial sched.pc).
  *
- * Entered by gs_gogo with rsp = top of the stack (16-byte aligned), rbp = 0,
- * rbx = entry function, r12 = G.  Calls fn(g, startargs[0..4]); the return
- * address of that call, gs_goexit_pc, marks the goroutine's entry frame
- * (its saved rbp is 0).  When fn returns, r12 still holds the G (callee-
- * saved; the G never moves): its return value is stored in g->retval and
- * the goroutine is finished on g0.
+ * Entered by gs_gogo with rsp = top of the stack (16-byte aligned) minus
+ * GS_START_ARGS_SIZE, where newproc put the arguments, rbp = 0,
+ * rbx = entry function, r12 = G.  Pops the arguments and calls
+ * fn(g, args[0..4]); the return address of that call, gs_goexit_pc, marks
+ * the goroutine's entry frame (its saved rbp is 0).  When fn returns, r12
+ * still holds the G (callee-saved; the G never moves): its return value
+ * goes to rbx, which gs_mcall saves in g->sched (Context::retval), and the
+ * goroutine is finished on g0.
  *
  *   +------------------+ <- stack_hi
  *   | (pad to 16)      |
@@ -409,15 +411,16 @@ gs_goentry:
         .cfi_startproc
         .cfi_undefined rip
         mov     rdi, r12
-        mov     rsi, [r12 + GS_G_STARTARGS + 0]
-        mov     rdx, [r12 + GS_G_STARTARGS + 8]
-        mov     rcx, [r12 + GS_G_STARTARGS + 16]
-        mov     r8,  [r12 + GS_G_STARTARGS + 24]
-        mov     r9,  [r12 + GS_G_STARTARGS + 32]
+        mov     rsi, [rsp + 0]
+        mov     rdx, [rsp + 8]
+        mov     rcx, [rsp + 16]
+        mov     r8,  [rsp + 24]
+        mov     r9,  [rsp + 32]
+        add     rsp, GS_START_ARGS_SIZE
         call    rbx
         .globl  gs_goexit_pc
 gs_goexit_pc:
-        mov     [r12 + GS_G_RETVAL], rax
+        mov     rbx, rax                /* saved in g->sched by gs_mcall */
         mov     rdi, r12
         mov     rsi, [rip + gs_goexit0@GOTPCREL]
         call    gs_mcall
@@ -471,7 +474,7 @@ gs_morestack_impl:
         mov     rax, [rdi + GS_G_M]
         cmp     rdi, [rax + GS_M_G0]
         je      1f
-        cmp     qword ptr [rdi + GS_G_LIBCALLSP], 0
+        cmp     qword ptr [rax + GS_M_LIBCALLSP], 0
         jne     2f
         mov     rcx, [rbp + 8]
         mov     [rax + GS_M_MOREBUF_PC], rcx
@@ -510,10 +513,14 @@ gs_entersyscall_impl:
         jbe     1f
         cmp     rcx, [rdi + GS_G_STACK_HI]
         ja      1f
+        mov     rdx, [rdi + GS_G_EXTRA]
+        test    rdx, rdx
+        jz      3f
         mov     rax, [rsp]
-        mov     [rdi + GS_G_SYSCALLPC], rax
-        mov     [rdi + GS_G_SYSCALLFP], rbp
-        mov     [rdi + GS_G_SYSCALLSP], rcx
+        mov     [rdx + GS_GX_SYSCALLPC], rax
+        mov     [rdx + GS_GX_SYSCALLFP], rbp
+        mov     [rdx + GS_GX_SYSCALLSP], rcx
+        mov     byte ptr [rdi + GS_G_INSYSCALL], 1
         mov     rax, GS_STACK_PREEMPT
         mov     [rdi + GS_G_STACKGUARD0], rax
         mov     dword ptr [rdi + GS_G_STATUS], GS_STATUS_SYSCALL
@@ -525,6 +532,16 @@ gs_entersyscall_impl:
 1:      and     rsp, -16
         call    gs_fatal_entersyscall_sp@PLT
         ud2
+        /* The G's first system call: make g->extra on the system stack,
+           then start again. */
+3:      push    rdi                     /* rsp 16-byte aligned for the call */
+        .cfi_adjust_cfa_offset 8
+        mov     rdx, rdi
+        mov     rsi, [rip + gs_g_extra@GOTPCREL]
+        call    gs_systemstack
+        pop     rdi
+        .cfi_adjust_cfa_offset -8
+        jmp     gs_entersyscall_impl
         .cfi_endproc
         .size   gs_entersyscall_impl, . - gs_entersyscall_impl
 
@@ -552,7 +569,7 @@ gs_exitsyscall_impl:
  * usize gs_libcall(G *g, usize (*fn)(void *), void *arg)   -- managed code
  *
  * Runs fn(arg) -- foreign code -- on the system stack and returns its
- * result.  While it runs, g->libcall{sp,pc,fp} hold the managed caller's
+ * result.  While it runs, g->m->libcall{sp,pc,fp} hold the managed caller's
  * SP, PC and FP (a scan starts there and does not move the stack; a shrink
  * it wanted is left pending), and stackguard0 holds the preempt value, so
  * a callback into managed code reaches gs_morestack, which refuses it.
@@ -585,17 +602,17 @@ gs_libcall_impl:
         cmp     rsp, [rdi + GS_G_STACK_HI]
         jae     1f
         mov     rbx, rdi
+        mov     r12, [rdi + GS_G_M]
         mov     rax, [rbp + 8]
-        mov     [rdi + GS_G_LIBCALLPC], rax
+        mov     [r12 + GS_M_LIBCALLPC], rax
         mov     rax, [rbp]
-        mov     [rdi + GS_G_LIBCALLFP], rax
+        mov     [r12 + GS_M_LIBCALLFP], rax
         lea     rax, [rbp + 16]
-        mov     [rdi + GS_G_LIBCALLSP], rax
+        mov     [r12 + GS_M_LIBCALLSP], rax
         mov     rax, GS_STACK_PREEMPT
         mov     [rdi + GS_G_STACKGUARD0], rax
+        mov     rax, [r12 + GS_M_G0]
         mov     r12, rsp
-        mov     rax, [rdi + GS_G_M]
-        mov     rax, [rax + GS_M_G0]
         mov     rsp, [rax + GS_G_SCHED + GS_CTX_SP]
         mov     rdi, rdx
         call    rsi
@@ -642,9 +659,9 @@ gs_asm_funcs_bounds:
  * Channel operations for managed code.  Each stub is itself a managed
  * function (declared with the macros of gstack_asm.h, so its frame is
  * precise while the goroutine waits): it stores its arguments in
- * g->park_args, switches to g0 through gs_mcall where the operation runs
+ * g->m->park_args, switches to g0 through gs_mcall where the operation runs
  * (parking the goroutine if it must wait), and when the goroutine resumes
- * returns g->park_result (and g->park_ok in rdx).
+ * returns g->m->park_result (and park_ok in rdx) of the M it resumed on.
  *
  *   usize gs_chansend(G *g, RawChan *c, const void *elem)  0 sent, 1 closed
  *   usize gs_chanrecv(G *g, RawChan *c, void *elem)        1 received, 0 closed and empty
@@ -658,14 +675,16 @@ gs_asm_funcs_bounds:
 GS_FUNC \name, 16
         GS_PROLOGUE
         mov     [rsp], rdi
-        mov     [rdi + GS_G_PARKARGS], rsi
-        mov     [rdi + GS_G_PARKARGS + 8], rdx
-        mov     [rdi + GS_G_PARKARGS + 16], rcx
+        mov     rax, [rdi + GS_G_M]
+        mov     [rax + GS_M_PARKARGS], rsi
+        mov     [rax + GS_M_PARKARGS + 8], rdx
+        mov     [rax + GS_M_PARKARGS + 16], rcx
         mov     rsi, [rip + \op@GOTPCREL]
         GS_CALL gs_mcall, 0
         mov     rdi, [rsp]
-        mov     rax, [rdi + GS_G_PARKRESULT]
-        mov     rdx, [rdi + GS_G_PARKOK]
+        mov     rax, [rdi + GS_G_M]     /* the M it resumed on */
+        mov     rdx, [rax + GS_M_PARKOK]
+        mov     rax, [rax + GS_M_PARKRESULT]
         GS_EPILOGUE
 GS_FUNC_END \name
 .endm

@@ -32,6 +32,21 @@
 #define GS_M_P             48  /* *P: the P this M holds (0 without one)    */
 #define GS_M_RUNNING       64  /* *G: for the monitor, the G running now     */
 #define GS_M_SCHEDTICK     72  /* u64: goroutine starts on this M (monitor)  */
+#define GS_M_PARKARGS      80  /* usize[4]: arguments of a parking operation */
+#define GS_M_PARKRESULT    112 /* usize: its result (for the G resumed here) */
+#define GS_M_PARKOK        120 /* usize: its second result (recv ok)         */
+#define GS_M_LIBCALLSP     128 /* where the running G's managed code entered */
+#define GS_M_LIBCALLPC     136 /*   a libcall: sp, pc, fp (sp 0: none)       */
+#define GS_M_LIBCALLFP     144
+
+/* ---- struct GExtra (a G's cold part, g->extra; may be 0) ------------- */
+#define GS_GX_SYSCALLSP    0   /* where managed code entered a syscall: sp, pc, fp */
+#define GS_GX_SYSCALLPC    8
+#define GS_GX_SYSCALLFP    16
+
+/* A new goroutine's arguments after g (6 words, the last spare) lie at
+   sched.sp; gs_goentry loads them and pops this many bytes. */
+#define GS_START_ARGS_SIZE 48
 
 /* ---- struct P (a processor) ----------------------------------------- */
 #define GS_P_STATE         0   /* u32: GS_P_RUNNING / GS_P_SYSCALL / GS_P_IDLE */
@@ -64,24 +79,14 @@
 #define GS_CTX_MXCSR       64  /* u32: SSE control/status (control bits are callee-saved) */
 #define GS_CTX_FPCW        68  /* u16: x87 control word (callee-saved)     */
 #define GS_CTX_SIZE        72
-/* G fields that follow the context */
-/* G fields that follow the context (after schedlink and status, which the
-   scheduler touches on every switch and so share its cache lines) */
+/* G fields that follow the context (schedlink, status and the flags the
+   scheduler reads on every switch share its cache lines) */
 #define GS_G_SCHEDLINK     104 /* *G: run-queue link                      */
 #define GS_G_STATUS        112 /* u32: Status (Syscall = 4)               */
-#define GS_G_CHAN_WAKE     116 /* u8: woken from a channel wait, to finish */
-#define GS_G_STARTFN       120 /* GS_G_SCHED + GS_CTX_SIZE + 16 */
-#define GS_G_STARTARGS     128 /* usize[6]: arguments after g             */
-#define GS_G_RETVAL        176 /* usize: what the entry function returned */
-#define GS_G_SYSCALLSP     184 /* where managed code entered a syscall: sp, pc, fp */
-#define GS_G_SYSCALLPC     192
-#define GS_G_SYSCALLFP     200
-#define GS_G_LIBCALLSP     208 /* where managed code entered a libcall: sp, pc, fp */
-#define GS_G_LIBCALLPC     216
-#define GS_G_LIBCALLFP     224
-#define GS_G_PARKARGS      232 /* usize[4]: arguments of a parking operation */
-#define GS_G_PARKRESULT    264 /* usize: its result                          */
-#define GS_G_PARKOK        272 /* usize: its second result (recv ok)         */
+#define GS_G_CHAN_WAKE     118 /* u8: woken from a channel wait, to finish */
+#define GS_G_INSYSCALL     119 /* u8: 1 while in a system call            */
+#define GS_G_EXTRA         136 /* *GExtra or 0                            */
+#define GS_G_SIZE          144
 
 #elif defined(__aarch64__)
 /* ---- struct Context, aarch64 (AAPCS64) ------------------------------ */
@@ -100,19 +105,10 @@
 #define GS_CTX_SIZE        168
 #define GS_G_SCHEDLINK     200 /* *G: run-queue link                      */
 #define GS_G_STATUS        208 /* u32: Status (Syscall = 4)               */
-#define GS_G_CHAN_WAKE     212 /* u8: woken from a channel wait, to finish */
-#define GS_G_STARTFN       216 /* GS_G_SCHED + GS_CTX_SIZE + 16 */
-#define GS_G_STARTARGS     224 /* usize[6]: arguments after g             */
-#define GS_G_RETVAL        272 /* usize: what the entry function returned */
-#define GS_G_SYSCALLSP     280 /* where managed code entered a syscall: sp, pc, fp */
-#define GS_G_SYSCALLPC     288
-#define GS_G_SYSCALLFP     296
-#define GS_G_LIBCALLSP     304 /* where managed code entered a libcall: sp, pc, fp */
-#define GS_G_LIBCALLPC     312
-#define GS_G_LIBCALLFP     320
-#define GS_G_PARKARGS      328 /* usize[4]: arguments of a parking operation */
-#define GS_G_PARKRESULT    360 /* usize: its result                          */
-#define GS_G_PARKOK        368 /* usize: its second result (recv ok)         */
+#define GS_G_CHAN_WAKE     214 /* u8: woken from a channel wait, to finish */
+#define GS_G_INSYSCALL     215 /* u8: 1 while in a system call            */
+#define GS_G_EXTRA         232 /* *GExtra or 0                            */
+#define GS_G_SIZE          240
 
 #else
 #error "gstack supports x86_64 and aarch64 only"

@@ -7,7 +7,7 @@
 include!(concat!(env!("OUT_DIR"), "/abi_consts.rs"));
 
 use crate::arch::{Context, CTX_FIELD_CHECKS};
-use crate::g::G;
+use crate::g::{GExtra, G};
 use crate::m::M;
 use core::mem::size_of;
 use memoffset::offset_of;
@@ -31,21 +31,25 @@ assert_offset!(G, stack_hi, GS_G_STACK_HI);
 assert_offset!(G, stackguard0, GS_G_STACKGUARD0);
 assert_offset!(G, m, GS_G_M);
 assert_offset!(G, sched, GS_G_SCHED);
-assert_offset!(G, startfn, GS_G_STARTFN);
-assert_offset!(G, startargs, GS_G_STARTARGS);
-assert_offset!(G, retval, GS_G_RETVAL);
 assert_offset!(G, schedlink, GS_G_SCHEDLINK);
-assert_offset!(G, status, GS_G_STATUS);
 assert_offset!(G, chan_wake, GS_G_CHAN_WAKE);
-assert_offset!(G, syscallsp, GS_G_SYSCALLSP);
-assert_offset!(G, syscallpc, GS_G_SYSCALLPC);
-assert_offset!(G, syscallfp, GS_G_SYSCALLFP);
-assert_offset!(G, libcallsp, GS_G_LIBCALLSP);
-assert_offset!(G, libcallpc, GS_G_LIBCALLPC);
-assert_offset!(G, libcallfp, GS_G_LIBCALLFP);
-assert_offset!(G, park_args, GS_G_PARKARGS);
-assert_offset!(G, park_result, GS_G_PARKRESULT);
-assert_offset!(G, park_ok, GS_G_PARKOK);
+assert_offset!(G, status, GS_G_STATUS);
+assert_offset!(G, in_syscall, GS_G_INSYSCALL);
+assert_offset!(G, extra, GS_G_EXTRA);
+const _: () = assert!(
+    size_of::<G>() == GS_G_SIZE,
+    "include/gstack_abi.h: GS_G_SIZE disagrees with size_of::<G>()"
+);
+assert_offset!(GExtra, syscallsp, GS_GX_SYSCALLSP);
+assert_offset!(GExtra, syscallpc, GS_GX_SYSCALLPC);
+assert_offset!(GExtra, syscallfp, GS_GX_SYSCALLFP);
+assert_offset!(M, park_args, GS_M_PARKARGS);
+assert_offset!(M, park_result, GS_M_PARKRESULT);
+assert_offset!(M, park_ok, GS_M_PARKOK);
+assert_offset!(M, libcallsp, GS_M_LIBCALLSP);
+assert_offset!(M, libcallpc, GS_M_LIBCALLPC);
+assert_offset!(M, libcallfp, GS_M_LIBCALLFP);
+const _: () = assert!(GS_START_ARGS_SIZE == crate::arch::START_ARGS_SIZE);
 assert_offset!(M, g0, GS_M_G0);
 assert_offset!(M, curg, GS_M_CURG);
 assert_offset!(M, morebuf_pc, GS_M_MOREBUF_PC);

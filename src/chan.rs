@@ -11,10 +11,10 @@
 //! Every blocking operation runs on the system stack: the caller's context
 //! is saved (`gs_mcall` from Rust, or the registered stubs `gs_chansend`,
 //! `gs_chanrecv`, `gs_select` from managed code) with its arguments in
-//! `g.park_args`; the operation completes at once, or parks the goroutine.
+//! `g.m.park_args`; the operation completes at once, or parks the goroutine.
 //! A goroutine that was woken finishes on the system stack just before it
 //! resumes (`finish_wake`): a select dequeues its other cases there.
-//! Results go back in `g.park_result` / `g.park_ok`.
+//! Results go back in `m.park_result` / `m.park_ok` of the M that resumes it.
 //!
 //! Lock order: channels are locked in address order (a select, and a shrink
 //! that locks every channel a goroutine waits on, each channel once even
@@ -108,9 +108,9 @@ impl Sudog {
         // SAFETY: g is the goroutine about to wait, stopped, ours on g0;
         // its spare is a boxed sudog on no queue.
         unsafe {
-            let spare = (*g).spare_sudog;
+            let spare = (*g).x().spare_sudog;
             if !spare.is_null() {
-                (*g).spare_sudog = ptr::null_mut();
+                (*g).x().spare_sudog = ptr::null_mut();
                 spare.write(value);
                 return spare;
             }
@@ -185,7 +185,7 @@ impl WaitQ {
             while !s.is_null() {
                 let next = (*s).next;
                 if (*s).is_select
-                    && (*(*s).g)
+                    && (*(*(*s).g).extra)
                         .select_done
                         .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
                         .is_err()
@@ -399,11 +399,11 @@ impl RawChan {
                     return r;
                 }
                 let s = Sudog::new(g, elem as *mut u8, self, true, false, 0);
-                (*g).waiting = s;
-                (*g).param = ptr::null_mut();
+                (*g).x().waiting = s;
+                (*g).x().param = ptr::null_mut();
                 self.inner().sendq.enqueue(s);
                 park_here(g, "chan send", self);
-                return if (*g).park_result == SEND_CLOSED {
+                return if (*(*g).m).park_result == SEND_CLOSED {
                     Err(ChanError::Closed)
                 } else {
                     Ok(())
@@ -413,9 +413,9 @@ impl RawChan {
         // Otherwise on g0 (which looks again under the lock).
         // SAFETY: g is this thread's running goroutine, on its stack.
         unsafe {
-            (*g).park_args = [self as *const RawChan as usize, elem as usize, 0, 0];
+            (*(*g).m).park_args = [self as *const RawChan as usize, elem as usize, 0, 0];
             mcall(g, gs_chansend0);
-            if (*g).park_result == SEND_CLOSED {
+            if (*(*g).m).park_result == SEND_CLOSED {
                 return Err(ChanError::Closed);
             }
         }
@@ -489,19 +489,19 @@ impl RawChan {
                     return Ok(ok);
                 }
                 let s = Sudog::new(g, elem, self, false, false, 0);
-                (*g).waiting = s;
-                (*g).param = ptr::null_mut();
+                (*g).x().waiting = s;
+                (*g).x().param = ptr::null_mut();
                 self.inner().recvq.enqueue(s);
                 park_here(g, "chan receive", self);
-                return Ok((*g).park_result == RECV_OK);
+                return Ok((*(*g).m).park_result == RECV_OK);
             }
         }
         // Otherwise on g0 (which looks again under the lock).
         // SAFETY: g is this thread's running goroutine, on its stack.
         unsafe {
-            (*g).park_args = [self as *const RawChan as usize, elem as usize, 0, 0];
+            (*(*g).m).park_args = [self as *const RawChan as usize, elem as usize, 0, 0];
             mcall(g, gs_chanrecv0);
-            Ok((*g).park_result == RECV_OK)
+            Ok((*(*g).m).park_result == RECV_OK)
         }
     }
 
@@ -546,7 +546,8 @@ unsafe fn wake(s: *mut Sudog) {
     // SAFETY: the caller's guarantee.
     unsafe {
         let g = (*s).g;
-        (*g).param = s;
+        // The waiter made its extra when it queued its sudog.
+        (*(*g).extra).param = s;
         (*g).chan_wake = true;
         let sched = sched_of(g);
         sched.ready(g);
@@ -572,8 +573,8 @@ unsafe fn park(g: *mut G, reason: &'static str, locked: &[*const RawChan]) -> ! 
         // wake g and run it (and set g.m); nothing of g is touched after.
         let m = gr.m;
         gr.check_guard("park");
-        gr.parking_on_chan = true;
-        gr.waitreason = reason;
+        gr.set_parking_on_chan(true);
+        gr.set_waitreason(reason);
         gr.set_status(Status::Waiting);
         let hook = PARKING_HOOK.load(Ordering::Acquire);
         if !hook.is_null() {
@@ -584,7 +585,7 @@ unsafe fn park(g: *mut G, reason: &'static str, locked: &[*const RawChan]) -> ! 
         // Committed: from here a scan may claim it (it locks the channels
         // itself before touching the sudogs).  As Go's chanparkcommit, the
         // flag drops before the unlock.
-        gr.parking_on_chan = false;
+        gr.set_parking_on_chan(false);
         for &c in locked {
             (*c).unlock();
         }
@@ -616,7 +617,7 @@ unsafe fn park_here(g: *mut G, reason: &'static str, c: &RawChan) {
     // SAFETY: the caller's guarantee.
     unsafe {
         let m = (*g).m;
-        (*g).waitreason = reason;
+        (*g).set_waitreason(reason);
         (*g).set_status(Status::Waiting);
         // From here a partner may wake g (it holds the lock to dequeue the
         // sudog); the wake only queues it, and only this M runs it.
@@ -649,9 +650,9 @@ pub(crate) fn set_parking_hook(f: Option<fn(u64)>) {
 unsafe fn resume(g: *mut G, result: usize, ok: usize) -> ! {
     // SAFETY: the caller's guarantee.
     unsafe {
-        (*g).park_result = result;
-        (*g).park_ok = ok;
-        (*g).park_args = [0; 4];
+        (*(*g).m).park_result = result;
+        (*(*g).m).park_ok = ok;
+        (*(*g).m).park_args = [0; 4];
         gs_gogo(&(*g).sched)
     }
 }
@@ -666,8 +667,8 @@ pub extern "C" fn gs_chansend0(g: *mut G) -> ! {
     // SAFETY: mcall passes the running goroutine, stopped at g.sched; its
     // park_args were set by the caller (Rust send or the managed stub).
     unsafe {
-        let c = &*((*g).park_args[0] as *const RawChan);
-        let elem = (*g).park_args[1] as *mut u8;
+        let c = &*((*(*g).m).park_args[0] as *const RawChan);
+        let elem = (*(*g).m).park_args[1] as *mut u8;
         c.lock();
         match c.try_send(elem) {
             Some(Ok(())) => resume(g, SEND_OK, 0),
@@ -676,8 +677,8 @@ pub extern "C" fn gs_chansend0(g: *mut G) -> ! {
         }
         let inner = c.inner();
         let s = Sudog::new(g, elem, c, true, false, 0);
-        (*g).waiting = s;
-        (*g).param = ptr::null_mut();
+        (*g).x().waiting = s;
+        (*g).x().param = ptr::null_mut();
         inner.sendq.enqueue(s);
         park(g, "chan send", &[c as *const RawChan])
     }
@@ -692,15 +693,15 @@ pub extern "C" fn gs_chansend0(g: *mut G) -> ! {
 pub extern "C" fn gs_chanrecv0(g: *mut G) -> ! {
     // SAFETY: as gs_chansend0.
     unsafe {
-        let c = &*((*g).park_args[0] as *const RawChan);
-        let elem = (*g).park_args[1] as *mut u8;
+        let c = &*((*(*g).m).park_args[0] as *const RawChan);
+        let elem = (*(*g).m).park_args[1] as *mut u8;
         c.lock();
         match try_recv(c, elem) {
             Some(ok) => resume(g, if ok { RECV_OK } else { RECV_CLOSED }, ok as usize),
             None => {
                 let s = Sudog::new(g, elem, c, false, false, 0);
-                (*g).waiting = s;
-                (*g).param = ptr::null_mut();
+                (*g).x().waiting = s;
+                (*g).x().param = ptr::null_mut();
                 c.inner().recvq.enqueue(s);
                 park(g, "chan receive", &[c as *const RawChan])
             }
@@ -791,12 +792,12 @@ pub unsafe fn select(
     }
     // SAFETY: g is this thread's running goroutine, on its stack.
     unsafe {
-        (*g).park_args = [cases.as_ptr() as usize, cases.len(), block as usize, 0];
+        (*(*g).m).park_args = [cases.as_ptr() as usize, cases.len(), block as usize, 0];
         mcall(g, gs_select0);
-        match (*g).park_result {
+        match (*(*g).m).park_result {
             SELECT_DEFAULT => Ok(None),
             SELECT_SEND_CLOSED => Err(ChanError::Closed),
-            i => Ok(Some((i, (*g).park_ok != 0))),
+            i => Ok(Some((i, (*(*g).m).park_ok != 0))),
         }
     }
 }
@@ -836,8 +837,8 @@ pub extern "C" fn gs_select0(g: *mut G) -> ! {
     // is parked only after the cases were copied into sudogs).
     unsafe {
         let cases =
-            core::slice::from_raw_parts((*g).park_args[0] as *const SelectCase, (*g).park_args[1]);
-        let block = (*g).park_args[2] != 0;
+            core::slice::from_raw_parts((*(*g).m).park_args[0] as *const SelectCase, (*(*g).m).park_args[1]);
+        let block = (*(*g).m).park_args[2] != 0;
         if cases.is_empty() {
             resume(g, SELECT_DEFAULT, 0);
         }
@@ -895,8 +896,8 @@ pub extern "C" fn gs_select0(g: *mut G) -> ! {
             resume(g, SELECT_DEFAULT, 0);
         }
         // Pass 2: wait on every case; sudogs linked in lock order.
-        (*g).select_done.store(0, Ordering::Release);
-        (*g).param = ptr::null_mut();
+        (*g).x().select_done.store(0, Ordering::Release);
+        (*g).x().param = ptr::null_mut();
         let mut sudogs: Vec<*mut Sudog> = Vec::with_capacity(n);
         for (i, cs) in cases.iter().enumerate() {
             let s = Sudog::new(g, cs.elem, cs.chan, cs.dir == SelectCase::SEND, true, i);
@@ -912,7 +913,7 @@ pub extern "C" fn gs_select0(g: *mut G) -> ! {
         for w in sudogs.windows(2) {
             (*w[0]).waitlink = w[1];
         }
-        (*g).waiting = sudogs[0];
+        (*g).x().waiting = sudogs[0];
         park(g, "select", &order)
     }
 }
@@ -930,26 +931,30 @@ pub(crate) unsafe fn finish_wake(g: *mut G) {
     // dequeued by their wakers or still queued on locked channels below.
     unsafe {
         let gr = &mut *g;
-        let won = gr.param;
-        let first = gr.waiting;
+        // The results go to the M that resumes g: this one.
+        let m = crate::m::current_m();
+        // A woken waiter made its extra when it queued its sudog.
+        let x: *mut crate::g::GExtra = gr.x();
+        let won = (*x).param;
+        let first = (*x).waiting;
         // The common case, inline: a plain send or receive, whose one
         // sudog (dequeued by its waker) becomes the spare.
         if !won.is_null() && won == first && !(*won).is_select && (*won).waitlink.is_null() {
             gr.chan_wake = false;
-            gr.param = ptr::null_mut();
-            gr.waiting = ptr::null_mut();
+            (*x).param = ptr::null_mut();
+            (*x).waiting = ptr::null_mut();
             let success = (*won).success;
-            gr.park_result = match ((*won).is_send, success) {
+            (*m).park_result = match ((*won).is_send, success) {
                 (true, true) => SEND_OK,
                 (true, false) => SEND_CLOSED,
                 (false, true) => RECV_OK,
                 (false, false) => RECV_CLOSED,
             };
-            gr.park_ok = success as usize;
-            gr.park_args = [0; 4];
-            gr.waitreason = "";
-            if gr.spare_sudog.is_null() {
-                gr.spare_sudog = won; // reused by its next wait
+            (*m).park_ok = success as usize;
+            (*m).park_args = [0; 4];
+            (*x).waitreason = "";
+            if (*x).spare_sudog.is_null() {
+                (*x).spare_sudog = won; // reused by its next wait
             } else {
                 drop(Box::from_raw(won));
             }
@@ -970,11 +975,13 @@ unsafe fn finish_wake_slow(g: *mut G) {
     // dequeued by their wakers or still queued on locked channels below.
     unsafe {
         let gr = &mut *g;
+        // The results go to the M that resumes g: this one.
+        let m = crate::m::current_m();
         gr.chan_wake = false;
-        let won = gr.param;
-        gr.param = ptr::null_mut();
-        let first = gr.waiting;
-        gr.waiting = ptr::null_mut();
+        let won = gr.x().param;
+        gr.x().param = ptr::null_mut();
+        let first = gr.x().waiting;
+        gr.x().waiting = ptr::null_mut();
         if won.is_null() || first.is_null() {
             fatal(&format!(
                 "goroutine {}: woken from a channel wait without a sudog",
@@ -1017,28 +1024,28 @@ unsafe fn finish_wake_slow(g: *mut G) {
             }
             // A select's winner: its case, or a send case whose channel
             // was closed under it.
-            gr.park_result = if (*won).is_send && !(*won).success {
+            (*m).park_result = if (*won).is_send && !(*won).success {
                 SELECT_SEND_CLOSED
             } else {
                 (*won).case
             };
-            gr.park_ok = (*won).success as usize;
+            (*m).park_ok = (*won).success as usize;
         } else {
-            gr.park_result = match ((*won).is_send, (*won).success) {
+            (*m).park_result = match ((*won).is_send, (*won).success) {
                 (true, true) => SEND_OK,
                 (true, false) => SEND_CLOSED,
                 (false, true) => RECV_OK,
                 (false, false) => RECV_CLOSED,
             };
-            gr.park_ok = (*won).success as usize;
+            (*m).park_ok = (*won).success as usize;
         }
-        gr.park_args = [0; 4];
-        gr.waitreason = "";
+        (*m).park_args = [0; 4];
+        gr.set_waitreason("");
         let mut s = first;
         while !s.is_null() {
             let next = (*s).waitlink;
-            if gr.spare_sudog.is_null() {
-                gr.spare_sudog = s; // reused by its next wait
+            if gr.x().spare_sudog.is_null() {
+                gr.x().spare_sudog = s; // reused by its next wait
             } else {
                 drop(Box::from_raw(s));
             }
@@ -1167,7 +1174,7 @@ pub extern "C" fn gs_chanclose(_g: *mut G, c: *const RawChan) -> usize {
 /// locked (see copystack).
 pub(crate) unsafe fn adjust_sudogs(g: &G, lo: usize, hi: usize, delta: usize) -> usize {
     let mut sghi = 0;
-    let mut s = g.waiting;
+    let mut s = g.waiting();
     // SAFETY: the caller's guarantee.
     unsafe {
         while !s.is_null() {
@@ -1189,7 +1196,7 @@ pub(crate) unsafe fn adjust_sudogs(g: &G, lo: usize, hi: usize, delta: usize) ->
 /// `g` is stopped; its sudog list is stable.
 pub(crate) unsafe fn waiting_chans(g: &G) -> Vec<*const RawChan> {
     let mut v = Vec::new();
-    let mut s = g.waiting;
+    let mut s = g.waiting();
     // SAFETY: the caller's guarantee.
     unsafe {
         while !s.is_null() {

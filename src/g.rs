@@ -6,8 +6,8 @@
 
 use crate::arch::Context;
 use crate::m::M;
-use crate::stack::{Stack, StackKind};
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use crate::stack::{Stack, StackKind, StackSource};
+use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 /// `stackguard0` value that is above every stack: every entry check fails
 /// and reaches morestack, which treats it as a request to stop at the next
@@ -89,10 +89,34 @@ pub enum GKind {
 /// Body of a native goroutine.
 pub type NativeFn = Box<dyn FnOnce() + Send + 'static>;
 
-/// `repr(C)` for the fixed offsets; deliberately not cache-line aligned:
-/// a parked goroutine's memory is its stack plus this, and 64-byte
-/// alignment cost ~80 bytes each (malloc's aligned path) for little gain
-/// (neighbouring Gs share at most one line, cold fields against hot).
+/// Bits of [`G::flags`].
+const F_FORCE_MOVE: u8 = 1;
+const F_PREEMPT_SHRINK: u8 = 2;
+const F_PARKING_ON_CHAN: u8 = 4;
+const F_ASYNC_STOPPED: u8 = 8;
+const F_PREEMPT: u8 = 16;
+
+/// Bit of [`G::handles`]: the goroutine has exited (its result is in its
+/// saved context, see [`Context::retval`]); the rest counts the
+/// [`Managed`](crate::Managed) handles alive.  At `HANDLES_MAX` the count
+/// sticks: such a G is never recycled.
+pub const HANDLE_EXITED: u16 = 0x8000;
+pub const HANDLES_MAX: u16 = 0x7fff;
+
+/// One goroutine.  `repr(C)` for the fixed offsets.  Only what the switch
+/// paths, managed code and every parked goroutine need is here (144 bytes
+/// on x86-64, 240 on aarch64); what few goroutines need at a time lives in
+/// [`GExtra`], allocated the first time a G needs it (a channel wait, a
+/// system call, a scan request, a pin by a worker) and kept with the G
+/// across reuse.  Gs come from a [`GSlab`] (no allocator header each) and
+/// are never freed while their runtime lives.
+///
+/// Not here any more, and where it went: the start function and its
+/// arguments are on the new goroutine's stack (read by gs_goentry); its
+/// return value stays in its saved context (`Context::retval`); the
+/// arguments and results of the parking stubs and the libcall record are
+/// in the M (a goroutine cannot move to another M while it uses them);
+/// the system-call record is in `GExtra`, with `in_syscall` as the flag.
 #[repr(C)]
 pub struct G {
     // ---- read by assembly / managed code: offsets in gstack_abi.h ----
@@ -110,68 +134,46 @@ pub struct G {
     /// Run-queue link.  (Here, next to `sched`: every switch touches both.)
     pub schedlink: *mut G,
     pub status: AtomicU32,
+    /// Managed handles alive, and [`HANDLE_EXITED`].
+    pub handles: AtomicU16,
     /// Woken from a channel wait: finish (dequeue the other cases of a
     /// select, release sudogs) before it resumes.  (Here, next to the
-    /// status: the yield fast path checks it on every switch.)
+    /// status: the yield fast path checks it and in_syscall on every
+    /// switch.)
     pub chan_wake: bool,
-    /// Entry function (also in the initial context; kept for tracebacks).
-    pub startfn: usize,
-    /// Arguments after `g` passed to the entry function by gs_goentry (the
-    /// first MAX_MANAGED_ARGS; the last slot is spare).
-    pub startargs: [usize; 6],
-    /// What the entry function returned (written by gs_goentry).
-    pub retval: usize,
-    /// Set by gs_entersyscall (the managed caller's SP, PC, FP at the
-    /// call), cleared by exitsyscall; 0 when not in a system call.  A scan
-    /// of the G starts here; its stack may not move meanwhile.
+    /// 1 between gs_entersyscall (which writes it, after the record in
+    /// `extra`) and exitsyscall; it then resumes with status Syscall.
+    pub in_syscall: u8,
+
+    // ---- Rust only ----
+    pub kind: GKind,
+    /// F_* bits (atomic: the owner, a scan holding the G and the monitor
+    /// set different bits).
+    flags: AtomicU8,
+    /// Where the stack in `[stack_lo, stack_hi)` came from (None: no
+    /// stack of ours, as for g0 and a dead G without one).
+    pub stack_source: Option<StackSource>,
+    /// Pins held (gs_pin / the runtime's workers): a pinned stack never
+    /// moves.
+    pub pins: u16,
+    pub id: u64,
+    /// Cold state, or null until first needed.
+    pub extra: *mut GExtra,
+}
+
+/// The part of a goroutine few need at any one time (see [`G`]).
+#[repr(C)]
+pub struct GExtra {
+    // ---- written by assembly (gs_entersyscall): gstack_abi.h ----
+    /// The managed caller's SP, PC, FP at gs_entersyscall, while
+    /// `G::in_syscall` is set.  A scan of the G starts here; its stack may
+    /// not move meanwhile.
     pub syscallsp: usize,
     pub syscallpc: usize,
     pub syscallfp: usize,
-    /// Set by gs_libcall for as long as a foreign function runs on the
-    /// system stack for this G; 0 otherwise.
-    pub libcallsp: usize,
-    pub libcallpc: usize,
-    pub libcallfp: usize,
-    /// Arguments of a parking operation (channel send/receive, select),
-    /// stored by its stub before switching to g0, and its results, read by
-    /// the stub when the goroutine resumes.
-    pub park_args: [usize; 4],
-    pub park_result: usize,
-    pub park_ok: usize,
-
     // ---- Rust only ----
-    pub id: u64,
-    pub kind: GKind,
-    /// The stack allocation (None for g0 and for a dead G without a stack).
-    pub stack: Option<Stack>,
-    /// Body of a native goroutine until it starts.
-    pub native_fn: Option<NativeFn>,
     /// Why the G is waiting (for tracebacks).
     pub waitreason: &'static str,
-    /// What kind of stack `stack` is (for reuse by spawn).
-    pub stack_kind: StackKind,
-    /// Move the stack at every entry check (tests).
-    pub force_move: bool,
-    /// Where a managed goroutine's return value goes when it exits.
-    pub exit_slot: Option<std::sync::Arc<ExitSlot>>,
-    /// Pins held (gs_pin / the runtime's workers): a pinned stack never
-    /// moves.
-    pub pins: u32,
-    /// A scan wanted to shrink this stack but could not: do it at the next
-    /// synchronous safe point.
-    pub preempt_shrink: bool,
-    /// A request to yield at the next synchronous safe point (set by the
-    /// monitor thread, hence atomic).
-    pub preempt: core::sync::atomic::AtomicBool,
-    /// Between queueing its waiters on channels and parking: a window in
-    /// which its stack must not move (set by channel operations).
-    pub parking_on_chan: bool,
-    /// Stopped at an asynchronous safe point (not a call site): its
-    /// innermost frame is imprecise.  (For a future asynchronous
-    /// preemption; never set today.)
-    pub async_stopped: bool,
-    /// While this goroutine waits for a scan cycle it asked for: the root
-    /// visitor and where the report goes (both in its own frame).
     /// This goroutine's sudogs while it waits on channels (linked through
     /// `waitlink`, in lock order), and the one that woke it.
     pub waiting: *mut crate::chan::Sudog,
@@ -180,36 +182,164 @@ pub struct G {
     pub spare_sudog: *mut crate::chan::Sudog,
     /// A select's cases race to wake it: the first to CAS 0 -> 1 wins.
     pub select_done: core::sync::atomic::AtomicU32,
+    /// While this goroutine waits for a scan cycle it asked for: the root
+    /// visitor and where the report goes (both in its own frame).
     pub gc_request: Option<(
         Option<*mut dyn FnMut(&crate::scan::Root)>,
         *mut crate::scan::GcReport,
     )>,
 }
 
-/// The result of a managed goroutine, filled when it exits.
-#[derive(Debug, Default)]
-pub struct ExitSlot {
-    done: core::sync::atomic::AtomicBool,
-    value: AtomicUsize,
+impl GExtra {
+    fn new() -> GExtra {
+        GExtra {
+            syscallsp: 0,
+            syscallpc: 0,
+            syscallfp: 0,
+            waitreason: "",
+            waiting: core::ptr::null_mut(),
+            param: core::ptr::null_mut(),
+            spare_sudog: core::ptr::null_mut(),
+            select_done: core::sync::atomic::AtomicU32::new(0),
+            gc_request: None,
+        }
+    }
 }
 
-impl ExitSlot {
-    pub fn set(&self, v: usize) {
-        self.value.store(v, Ordering::Relaxed);
-        self.done.store(true, Ordering::Release);
-    }
-    pub fn get(&self) -> Option<usize> {
-        self.done
-            .load(Ordering::Acquire)
-            .then(|| self.value.load(Ordering::Relaxed))
+impl Drop for GExtra {
+    fn drop(&mut self) {
+        if !self.spare_sudog.is_null() {
+            // SAFETY: the spare was boxed by Sudog::new and is on no queue.
+            unsafe { drop(Box::from_raw(self.spare_sudog)) };
+        }
     }
 }
 
 impl Drop for G {
     fn drop(&mut self) {
-        if !self.spare_sudog.is_null() {
-            // SAFETY: the spare was boxed by Sudog::new and is on no queue.
-            unsafe { drop(Box::from_raw(self.spare_sudog)) };
+        if !self.extra.is_null() {
+            // SAFETY: extra was boxed by G::x and is owned by this G.
+            unsafe { drop(Box::from_raw(self.extra)) };
+        }
+    }
+}
+
+/// Allocate `g.extra` on the system stack (asm calls this through
+/// gs_systemstack before the first system call of a G: the allocator must
+/// not run on a movable stack).
+#[no_mangle]
+pub extern "C" fn gs_g_extra(g: *mut G) {
+    // SAFETY: the asm passes the running goroutine of this thread.
+    unsafe {
+        (*g).x();
+    }
+}
+
+/// Where the Gs of a runtime live: chunks of [`SLAB_CHUNK`] Gs, never
+/// freed while the runtime or a [`Managed`](crate::Managed) handle to one
+/// of its goroutines lives (the handle reads the G's result), so a `*mut
+/// G` stays valid as long as its owner holds the slab.
+pub struct GSlab {
+    inner: std::sync::Mutex<SlabInner>,
+}
+
+struct SlabInner {
+    chunks: Vec<*mut G>,
+    /// Gs made in the last chunk.
+    used: usize,
+    /// Dead Gs whose last handle went after they exited: for reuse.
+    released: Vec<*mut G>,
+}
+
+// SAFETY: the raw pointers are to Gs owned by the slab; access to the
+// lists is under the mutex, and Gs are shared the way the scheduler says.
+unsafe impl Send for GSlab {}
+// SAFETY: as for Send.
+unsafe impl Sync for GSlab {}
+
+/// Gs per slab chunk.
+pub const SLAB_CHUNK: usize = 64;
+
+impl GSlab {
+    pub fn new() -> GSlab {
+        GSlab {
+            inner: std::sync::Mutex::new(SlabInner {
+                chunks: Vec::new(),
+                used: SLAB_CHUNK,
+                released: Vec::new(),
+            }),
+        }
+    }
+
+    fn layout() -> std::alloc::Layout {
+        std::alloc::Layout::array::<G>(SLAB_CHUNK).unwrap()
+    }
+
+    /// A new G of `kind`, valid until the slab is dropped.
+    pub fn alloc(&self, kind: GKind) -> *mut G {
+        let mut t = self.inner.lock().unwrap();
+        if t.used == SLAB_CHUNK {
+            // SAFETY: the layout has a non-zero size.
+            let c = unsafe { std::alloc::alloc(Self::layout()) } as *mut G;
+            if c.is_null() {
+                std::alloc::handle_alloc_error(Self::layout());
+            }
+            t.chunks.push(c);
+            t.used = 0;
+        }
+        // SAFETY: slot `used` of the last chunk is in bounds and unused.
+        let g = unsafe { t.chunks.last().unwrap().add(t.used) };
+        t.used += 1;
+        // SAFETY: g is an unused, aligned slot of the chunk.
+        unsafe { g.write(G::new(kind)) };
+        g
+    }
+
+    /// Call `f` on every G made so far (under the slab's lock).
+    pub fn for_each(&self, mut f: impl FnMut(*mut G)) {
+        let t = self.inner.lock().unwrap();
+        let n = t.chunks.len();
+        for (i, &c) in t.chunks.iter().enumerate() {
+            let k = if i + 1 == n { t.used } else { SLAB_CHUNK };
+            for j in 0..k {
+                // SAFETY: the first k slots of chunk c are made Gs.
+                f(unsafe { c.add(j) });
+            }
+        }
+    }
+
+    /// A dead G whose last handle went: reusable.
+    pub fn release(&self, g: *mut G) {
+        self.inner.lock().unwrap().released.push(g);
+    }
+
+    /// Take the released Gs.
+    pub fn take_released(&self) -> Vec<*mut G> {
+        core::mem::take(&mut self.inner.lock().unwrap().released)
+    }
+}
+
+impl Default for GSlab {
+    fn default() -> GSlab {
+        GSlab::new()
+    }
+}
+
+impl Drop for GSlab {
+    fn drop(&mut self) {
+        let t = self.inner.get_mut().unwrap();
+        let n = t.chunks.len();
+        for (i, &c) in t.chunks.iter().enumerate() {
+            let k = if i + 1 == n { t.used } else { SLAB_CHUNK };
+            // SAFETY: the first k slots are made Gs nobody uses any more
+            // (the last owner of the slab is going); the chunk came from
+            // alloc with this layout.
+            unsafe {
+                for j in 0..k {
+                    core::ptr::drop_in_place(c.add(j));
+                }
+                std::alloc::dealloc(c as *mut u8, Self::layout());
+            }
         }
     }
 }
@@ -222,40 +352,186 @@ impl G {
             stackguard0: AtomicUsize::new(0),
             m: core::ptr::null_mut(),
             sched: Context::zeroed(),
-            startfn: 0,
-            startargs: [0; 6],
-            retval: 0,
-            syscallsp: 0,
-            syscallpc: 0,
-            syscallfp: 0,
-            libcallsp: 0,
-            libcallpc: 0,
-            libcallfp: 0,
-            park_args: [0; 4],
-            park_result: 0,
-            park_ok: 0,
-            id: 0,
-            status: AtomicU32::new(Status::Idle as u32),
-            kind,
-            stack: None,
             schedlink: core::ptr::null_mut(),
-            native_fn: None,
-            waitreason: "",
-            stack_kind: StackKind::Guarded,
-            force_move: false,
-            exit_slot: None,
-            pins: 0,
-            preempt_shrink: false,
-            preempt: core::sync::atomic::AtomicBool::new(false),
-            parking_on_chan: false,
-            async_stopped: false,
-            waiting: core::ptr::null_mut(),
-            param: core::ptr::null_mut(),
-            spare_sudog: core::ptr::null_mut(),
+            status: AtomicU32::new(Status::Idle as u32),
+            handles: AtomicU16::new(0),
             chan_wake: false,
-            select_done: core::sync::atomic::AtomicU32::new(0),
-            gc_request: None,
+            in_syscall: 0,
+            kind,
+            flags: AtomicU8::new(0),
+            stack_source: None,
+            pins: 0,
+            id: 0,
+            extra: core::ptr::null_mut(),
         }
+    }
+
+    /// The cold part, allocated now if the G has none.  Allocates: call
+    /// only on a system stack or a native goroutine's stack.
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    pub fn x(&mut self) -> &mut GExtra {
+        if self.extra.is_null() {
+            self.extra = Box::into_raw(Box::new(GExtra::new()));
+        }
+        // SAFETY: extra is a live box owned by this G.
+        unsafe { &mut *self.extra }
+    }
+
+    /// The cold part if the G has one.
+    #[inline]
+    pub fn extra(&self) -> Option<&GExtra> {
+        // SAFETY: extra is null or a live box owned by this G.
+        unsafe { self.extra.as_ref() }
+    }
+
+    /// Why the G waits ("" when it does not say).
+    pub fn waitreason(&self) -> &'static str {
+        self.extra().map_or("", |x| x.waitreason)
+    }
+
+    /// Set the wait reason ("" clears it without allocating).
+    pub fn set_waitreason(&mut self, r: &'static str) {
+        if !r.is_empty() || !self.extra.is_null() {
+            self.x().waitreason = r;
+        }
+    }
+
+    /// The managed caller's SP at gs_entersyscall, or 0 when the G is not
+    /// in a system call.
+    #[inline]
+    pub fn syscallsp(&self) -> usize {
+        if self.in_syscall == 0 {
+            return 0;
+        }
+        self.extra().map_or(0, |x| x.syscallsp)
+    }
+
+    /// The system-call record (pc, sp, fp) while the G is in one.
+    pub fn syscall_record(&self) -> Option<(usize, usize, usize)> {
+        if self.in_syscall == 0 {
+            return None;
+        }
+        self.extra().map(|x| (x.syscallpc, x.syscallsp, x.syscallfp))
+    }
+
+    /// The libcall record (pc, sp, fp) while this G's managed code is in
+    /// gs_libcall: in its M, which it cannot leave meanwhile.
+    ///
+    /// # Safety
+    /// The G is stopped in a libcall or owned by the caller (a claim on a
+    /// running G, the G itself): `m` and the M's `curg` are stable.
+    pub unsafe fn libcall_record(&self) -> Option<(usize, usize, usize)> {
+        let m = self.m;
+        // SAFETY: Ms live as long as the runtime; the caller's guarantee.
+        unsafe {
+            if m.is_null() || !core::ptr::eq((*m).curg, self) {
+                return None;
+            }
+            let sp = core::ptr::read_volatile(&(*m).libcallsp);
+            (sp != 0).then(|| (core::ptr::read_volatile(&(*m).libcallpc), sp, core::ptr::read_volatile(&(*m).libcallfp)))
+        }
+    }
+
+    /// The first of this G's sudogs while it waits on channels, or null.
+    pub fn waiting(&self) -> *mut crate::chan::Sudog {
+        self.extra().map_or(core::ptr::null_mut(), |x| x.waiting)
+    }
+
+    /// Clear the system-call record.
+    pub fn clear_syscall(&mut self) {
+        self.in_syscall = 0;
+        // SAFETY: extra is null or a live box owned by this G.
+        if let Some(x) = unsafe { self.extra.as_mut() } {
+            x.syscallsp = 0;
+            x.syscallpc = 0;
+            x.syscallfp = 0;
+        }
+    }
+
+    #[inline]
+    fn flag(&self, f: u8) -> bool {
+        self.flags.load(Ordering::Relaxed) & f != 0
+    }
+    #[inline]
+    fn set_flag(&self, f: u8, on: bool) {
+        if on {
+            self.flags.fetch_or(f, Ordering::Relaxed);
+        } else {
+            self.flags.fetch_and(!f, Ordering::Relaxed);
+        }
+    }
+    /// Move the stack at every entry check (tests).
+    pub fn force_move(&self) -> bool {
+        self.flag(F_FORCE_MOVE)
+    }
+    pub fn set_force_move(&self, on: bool) {
+        self.set_flag(F_FORCE_MOVE, on)
+    }
+    /// A scan wanted to shrink this stack but could not: do it at the next
+    /// synchronous safe point.
+    pub fn preempt_shrink(&self) -> bool {
+        self.flag(F_PREEMPT_SHRINK)
+    }
+    pub fn set_preempt_shrink(&self, on: bool) {
+        self.set_flag(F_PREEMPT_SHRINK, on)
+    }
+    /// Between queueing its waiters on channels and parking: a window in
+    /// which its stack must not move (set by channel operations).
+    pub fn parking_on_chan(&self) -> bool {
+        self.flag(F_PARKING_ON_CHAN)
+    }
+    pub fn set_parking_on_chan(&self, on: bool) {
+        self.set_flag(F_PARKING_ON_CHAN, on)
+    }
+    /// Stopped at an asynchronous safe point (not a call site): its
+    /// innermost frame is imprecise.  (For a future asynchronous
+    /// preemption; never set today.)
+    pub fn async_stopped(&self) -> bool {
+        self.flag(F_ASYNC_STOPPED)
+    }
+    /// A request to yield at the next synchronous safe point (set by the
+    /// monitor thread and by scans).
+    pub fn preempt(&self) -> bool {
+        self.flag(F_PREEMPT)
+    }
+    pub fn set_preempt(&self, on: bool) {
+        self.set_flag(F_PREEMPT, on)
+    }
+    /// Clear the yield request; returns whether there was one.
+    pub fn take_preempt(&self) -> bool {
+        self.flags.fetch_and(!F_PREEMPT, Ordering::Relaxed) & F_PREEMPT != 0
+    }
+    /// Reset every flag (a G starting a new life).
+    pub fn reset_flags(&self, force_move: bool) {
+        self.flags
+            .store(if force_move { F_FORCE_MOVE } else { 0 }, Ordering::Relaxed);
+    }
+
+    /// The stack this G holds.
+    #[inline]
+    pub fn stack(&self) -> Option<Stack> {
+        self.stack_source.map(|source| Stack {
+            lo: self.stack_lo,
+            hi: self.stack_hi,
+            source,
+        })
+    }
+
+    /// The kind of stack this G's goroutine had (for reuse by spawn).
+    pub fn stack_kind(&self) -> StackKind {
+        match self.kind {
+            GKind::Managed => StackKind::Movable,
+            _ => StackKind::Guarded,
+        }
+    }
+
+    /// Add a pin.
+    pub fn pin(&mut self) {
+        self.pins = self
+            .pins
+            .checked_add(1)
+            .unwrap_or_else(|| crate::fatal::fatal(&format!("goroutine {}: too many pins", self.id)));
     }
 
     #[inline]
@@ -330,7 +606,7 @@ impl G {
         self.stack_hi = stk.hi;
         self.stackguard0
             .store(stk.lo + STACK_GUARD, Ordering::Relaxed);
-        self.stack = Some(stk);
+        self.stack_source = Some(stk.source);
     }
 
     /// The invariant every entry check relies on: `stackguard0` is this
@@ -363,12 +639,12 @@ impl G {
         self.stack_lo = 0;
         self.stack_hi = 0;
         self.stackguard0.store(0, Ordering::Relaxed);
-        self.stack = None;
+        self.stack_source = None;
     }
 
     /// Size of the stack this G holds (0 without one): the per-G figure
     /// whose sum the pool's in-use count must equal.
     pub fn stack_size(&self) -> usize {
-        self.stack.map_or(0, |s| s.size())
+        self.stack().map_or(0, |s| s.size())
     }
 }

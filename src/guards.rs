@@ -26,17 +26,19 @@ pub extern "C" fn gs_exitsyscall0(g: *mut G) -> ! {
     unsafe {
         let gr = &mut *g;
         let sched = &*(*gr.m).sched;
-        if gr.syscallsp == 0 || gr.status() != Status::Syscall {
+        if gr.in_syscall == 0 || gr.status() != Status::Syscall {
             // (The status may carry a scan claim: status() hides it.)
             fatal(&format!(
                 "goroutine {}: exitsyscall without entersyscall",
                 gr.id
             ));
         }
-        if gr.sched.sp > gr.syscallsp {
+        if gr.sched.sp > gr.syscallsp() {
             fatal(&format!(
                 "goroutine {}: exitsyscall: SP {:#x} moved above the syscall frame {:#x}",
-                gr.id, gr.sched.sp, gr.syscallsp
+                gr.id,
+                gr.sched.sp,
+                gr.syscallsp()
             ));
         }
         let m = gr.m;
@@ -53,9 +55,7 @@ pub extern "C" fn gs_exitsyscall0(g: *mut G) -> ! {
                 Status::Runnable
             },
         );
-        gr.syscallsp = 0;
-        gr.syscallpc = 0;
-        gr.syscallfp = 0;
+        gr.clear_syscall();
         sched.install_guard(gr);
         safe_point_work(g);
         if have_p {
@@ -83,19 +83,20 @@ pub extern "C" fn gs_libcall_done(g: *mut G) {
     // is stopped in gs_libcall's frame while we are on g0.
     unsafe {
         let gr = &mut *g;
-        let sched = &*(*gr.m).sched;
-        // Clear the record first, then wait for a scan that claimed us
-        // from it: a scan that claims after this sees no record (see
-        // Sched::claim), so nobody reads our frames once we return.
-        core::ptr::write_volatile(&mut gr.libcallsp, 0);
+        let m = gr.m;
+        let sched = &*(*m).sched;
+        // Clear the record (in our M) first, then wait for a scan that
+        // claimed us from it: a scan that claims after this sees no record
+        // (see Sched::claim), so nobody reads our frames once we return.
+        core::ptr::write_volatile(&mut (*m).libcallsp, 0);
         core::sync::atomic::fence(Ordering::SeqCst);
         while gr.is_claimed() {
             std::thread::yield_now();
         }
-        gr.libcallpc = 0;
-        gr.libcallfp = 0;
+        (*m).libcallpc = 0;
+        (*m).libcallfp = 0;
         sched.install_guard(gr);
-        if gr.preempt_shrink || gr.preempt.load(Ordering::Relaxed) {
+        if gr.preempt_shrink() || gr.preempt() {
             // Keep the request for the next entry check: that is the
             // synchronous safe point where the pending work happens.
             gr.stackguard0.store(STACK_PREEMPT, Ordering::Relaxed);
@@ -112,15 +113,15 @@ pub(crate) unsafe fn safe_point_work(g: *mut G) {
     // SAFETY: the caller's guarantee.
     unsafe {
         let gr = &mut *g;
-        if gr.preempt_shrink {
-            gr.preempt_shrink = false;
+        if gr.preempt_shrink() {
+            gr.set_preempt_shrink(false);
             let sched = &*(*gr.m).sched;
             let status = gr.status();
             gr.set_status(Status::Copystack);
             if let Shrink::Unsafe(_) = shrinkstack(sched, g) {
                 // Still unsafe here (pinned, say): keep the request for a
                 // later safe point.
-                gr.preempt_shrink = true;
+                gr.set_preempt_shrink(true);
             }
             gr.set_status(status);
         }
@@ -133,7 +134,7 @@ pub(crate) unsafe fn safe_point_work(g: *mut G) {
 #[no_mangle]
 pub extern "C" fn gs_pin(g: *mut G) {
     // SAFETY: managed code passes its own G.
-    unsafe { (*g).pins += 1 }
+    unsafe { (*g).pin() }
 }
 
 /// Undo one gs_pin.  Unpinning an unpinned goroutine is a fatal error.

@@ -35,6 +35,21 @@ pub struct M {
     /// goroutine has run that long.
     pub running: AtomicPtr<G>,
     pub schedtick: AtomicU64,
+    // ---- read by assembly again (gstack_abi.h) ----
+    /// Arguments of a parking operation (channel send/receive, select),
+    /// stored by its stub (or the Rust caller) before switching to g0 on
+    /// this M, and its results, stored for the goroutine this M resumes
+    /// (finish_wake, or the operation itself when it did not block) and
+    /// read by it as it resumes.
+    pub park_args: [usize; 4],
+    pub park_result: usize,
+    pub park_ok: usize,
+    /// Set by gs_libcall for as long as a foreign function runs on the
+    /// system stack for this M's goroutine (which cannot leave the M
+    /// meanwhile): the managed caller's SP (0: none), PC and FP.
+    pub libcallsp: usize,
+    pub libcallpc: usize,
+    pub libcallfp: usize,
 }
 
 impl M {
@@ -49,6 +64,12 @@ impl M {
             p: AtomicPtr::new(p as *mut crate::sched::P),
             temporary: false,
             running: AtomicPtr::new(ptr::null_mut()),
+            park_args: [0; 4],
+            park_result: 0,
+            park_ok: 0,
+            libcallsp: 0,
+            libcallpc: 0,
+            libcallfp: 0,
             schedtick: AtomicU64::new(0),
         }
     }

@@ -145,7 +145,7 @@ pub fn move_stack(id: u64, newsize: usize) -> Result<(), String> {
         let used = gr.stack_hi - gr.sched.sp;
         let r = if !newsize.is_power_of_two() || newsize < used + crate::g::STACK_GUARD {
             Err(format!("bad size {newsize} for goroutine {id}"))
-        } else if gr.parking_on_chan {
+        } else if gr.parking_on_chan() {
             Err(format!("goroutine {id} is parking on a channel"))
         } else {
             // SAFETY: on the system stack, g claimed (stopped, ours).
@@ -171,8 +171,7 @@ pub fn preempt(id: u64) -> Result<(), String> {
         if (*g).kind != GKind::Managed {
             return Err(format!("goroutine {id} is not a managed goroutine"));
         }
-        (*g).preempt
-            .store(true, core::sync::atomic::Ordering::Relaxed);
+        (*g).set_preempt(true);
         (*g).stackguard0.store(
             crate::g::STACK_PREEMPT,
             core::sync::atomic::Ordering::Release,

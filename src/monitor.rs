@@ -105,7 +105,7 @@ fn watch(w: &Watch, stop: &AtomicBool) {
                                   // does not change while a goroutine lives.
             unsafe {
                 if (*g).kind == GKind::Managed {
-                    (*g).preempt.store(true, Ordering::Relaxed);
+                    (*g).set_preempt(true);
                     (*g).stackguard0.store(STACK_PREEMPT, Ordering::Release);
                 }
             }

@@ -3,7 +3,8 @@
 
 use crate::arch::Context;
 use crate::debug::DebugFlags;
-use crate::g::{ExitSlot, GKind, G};
+use crate::g::{GKind, G, HANDLES_MAX, HANDLE_EXITED};
+use core::sync::atomic::Ordering;
 use crate::m::{self, M};
 use crate::sched::{self, Goexit, Sched, SpawnError};
 use crate::trampoline::{gs_goentry, gs_swapcontext, systemstack};
@@ -373,16 +374,76 @@ pub struct Builder {
 
 /// A spawned managed goroutine: its id, and its entry function's return
 /// value once it has exited.
-#[derive(Clone, Debug)]
+///
+/// Costs no allocation: it points at the goroutine's G, which is not
+/// reused while a handle to it lives (the last handle to go after the
+/// goroutine exited releases it), and keeps the runtime's G slab alive,
+/// so it stays valid after the runtime ends.
 pub struct Managed {
     pub id: u64,
-    exit: std::sync::Arc<ExitSlot>,
+    g: *mut G,
+    slab: std::sync::Arc<crate::g::GSlab>,
 }
+
+// SAFETY: the handle only reads the G's id, status, handle count and saved
+// context (atomically or after an acquire of the exited bit), and the
+// slab it keeps alive is Send + Sync.
+unsafe impl Send for Managed {}
+// SAFETY: as for Send.
+unsafe impl Sync for Managed {}
 
 impl Managed {
     /// The entry function's return value, or None while it runs.
     pub fn result(&self) -> Option<usize> {
-        self.exit.get()
+        // SAFETY: the G lives as long as the slab we hold, and is not
+        // reused while we hold a count; its saved context is final once
+        // HANDLE_EXITED is set (released by gs_goexit0, acquired here).
+        unsafe {
+            let g = &*self.g;
+            if g.handles.load(Ordering::Acquire) & HANDLE_EXITED == 0 {
+                return None;
+            }
+            Some(g.sched.retval())
+        }
+    }
+}
+
+impl Clone for Managed {
+    fn clone(&self) -> Managed {
+        // SAFETY: as in result(); we hold a count, so it is not 0.
+        let h = unsafe { &(*self.g).handles };
+        let _ = h.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            // At the maximum the count sticks (the G is then never reused).
+            (v & HANDLES_MAX != HANDLES_MAX).then_some(v + 1)
+        });
+        Managed {
+            id: self.id,
+            g: self.g,
+            slab: self.slab.clone(),
+        }
+    }
+}
+
+impl Drop for Managed {
+    fn drop(&mut self) {
+        // SAFETY: as in result().
+        let h = unsafe { &(*self.g).handles };
+        let prev = h.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+            (v & HANDLES_MAX != HANDLES_MAX).then_some(v - 1)
+        });
+        if prev == Ok(HANDLE_EXITED | 1) {
+            // The last handle of a finished goroutine: its G may be reused.
+            self.slab.release(self.g);
+        }
+    }
+}
+
+impl core::fmt::Debug for Managed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Managed")
+            .field("id", &self.id)
+            .field("result", &self.result())
+            .finish()
     }
 }
 
@@ -444,17 +505,21 @@ impl Builder {
         let size = self
             .stack_size
             .unwrap_or_else(|| sched.managed_start_size());
-        let exit = std::sync::Arc::new(ExitSlot::default());
         let start = sched::Start::Managed {
             entry,
             args: a,
-            exit: Some(exit.clone()),
+            handle: true,
             force_move: self.force_move,
         };
         let g = systemstack(move || sched.newproc(start, size))?;
-        // SAFETY: g is live (Gs are never freed while the runtime runs).
+        // SAFETY: g is live (Gs are never freed while the runtime runs),
+        // and not reused before the count newproc gave it is dropped.
         let id = unsafe { (*g).id };
-        Ok(Managed { id, exit })
+        Ok(Managed {
+            id,
+            g,
+            slab: sched.slab.clone(),
+        })
     }
 
     /// Make every entry check of this (managed) goroutine move its stack,

@@ -134,8 +134,8 @@ fn gc_with(visit: Option<&mut dyn FnMut(&Root)>) -> GcReport {
         // let it finish, then run a whole one of our own.  gc_park starts
         // ours only if none is running when it gets to g0; otherwise it
         // requeues us and we try again.
-        (*g).gc_request = Some((visitor, &mut report as *mut GcReport));
-        while (*g).gc_request.is_some() {
+        (*g).x().gc_request = Some((visitor, &mut report as *mut GcReport));
+        while (*g).x().gc_request.is_some() {
             mcall(g, gc_park);
         }
     }
@@ -148,7 +148,7 @@ extern "C" fn gc_park(g: *mut G) -> ! {
     unsafe {
         let m = (*g).m;
         let sched = &*(*m).sched;
-        let (visitor, _) = (*g).gc_request.expect("gc request");
+        let (visitor, _) = (*g).x().gc_request.expect("gc request");
         if !sched.try_begin_cycle(visitor, g) {
             // A cycle runs: wait behind its workers, then try again.
             (*g).set_status(Status::Runnable);
@@ -156,7 +156,7 @@ extern "C" fn gc_park(g: *mut G) -> ! {
             sched::schedule(m)
         }
         (*g).set_status(Status::Waiting);
-        (*g).waitreason = "scan cycle";
+        (*g).set_waitreason("scan cycle");
         sched.start_workers();
         sched::schedule(m)
     }
@@ -167,7 +167,7 @@ fn worker_main() {
     let g = m::current_g();
     // A worker's own stack must never move while it works (seed 003).
     // SAFETY: g is this worker's own live G.
-    unsafe { (*g).pins += 1 };
+    unsafe { (*g).pin() };
     loop {
         // SAFETY: g is this worker's own live G.
         let more = systemstack(|| unsafe { scan_batch(g) });
@@ -191,7 +191,7 @@ unsafe fn scan_batch(me: *mut G) -> bool {
     // SAFETY: the caller's guarantee.
     unsafe {
         let sched = &*(*(*me).m).sched;
-        (*me).waitreason = "scan worker";
+        (*me).set_waitreason("scan worker");
         (*me).set_status(Status::Waiting);
         let mut left = true;
         let t0 = std::time::Instant::now();
@@ -212,7 +212,7 @@ unsafe fn scan_batch(me: *mut G) -> bool {
             }
         }
         (*me).cas_status(Status::Waiting, Status::Running);
-        (*me).waitreason = "";
+        (*me).set_waitreason("");
         left
     }
 }
@@ -233,10 +233,10 @@ unsafe fn worker_done(me: *mut G) {
         if last {
             let report = sched.end_cycle();
             if !waiter.is_null() {
-                if let Some((_, out)) = (*waiter).gc_request.take() {
+                if let Some((_, out)) = (*waiter).x().gc_request.take() {
                     *out = report;
                 }
-                (*waiter).waitreason = "";
+                (*waiter).set_waitreason("");
                 sched.ready(waiter);
             }
         }
@@ -371,18 +371,14 @@ impl Sched {
             match status {
                 Status::Dead | Status::Idle => return Claim::Skip,
                 Status::Runnable | Status::Waiting | Status::Syscall => {
-                    if g.kind != GKind::Managed || g.stack.is_none() {
+                    if g.kind != GKind::Managed || g.stack_source.is_none() {
                         return Claim::Skip; // native frames are not walked
                     }
                     if !g.try_claim(status) {
                         continue; // it changed under us: look again
                     }
-                    let start = if g.syscallsp != 0 {
-                        WalkStart {
-                            pc: g.syscallpc,
-                            sp: g.syscallsp,
-                            fp: g.syscallfp,
-                        }
+                    let start = if let Some((pc, sp, fp)) = g.syscall_record() {
+                        WalkStart { pc, sp, fp }
                     } else {
                         WalkStart::saved(g)
                     };
@@ -392,23 +388,19 @@ impl Sched {
                     }
                     return Claim::Stopped {
                         start,
-                        guarded: g.syscallsp != 0,
+                        guarded: g.in_syscall != 0,
                     };
                 }
                 Status::Running | Status::Copystack => {
                     if g.kind != GKind::Managed || core::ptr::eq(g, worker) {
                         return Claim::Skip;
                     }
-                    if g.libcallsp != 0 && g.try_claim(Status::Running) {
+                    if g.libcall_record().is_some() && g.try_claim(Status::Running) {
                         // Re-read after claiming: gs_libcall_done clears the
-                        // record first and then waits for our claim to go.
-                        let sp = core::ptr::read_volatile(&g.libcallsp);
-                        if sp != 0 {
-                            let start = WalkStart {
-                                pc: g.libcallpc,
-                                sp,
-                                fp: g.libcallfp,
-                            };
+                        // record first and then waits for our claim to go;
+                        // claimed, g stays on its M.
+                        if let Some((pc, sp, fp)) = g.libcall_record() {
+                            let start = WalkStart { pc, sp, fp };
                             return Claim::Stopped {
                                 start,
                                 guarded: true,
@@ -420,7 +412,7 @@ impl Sched {
                     if since.elapsed() > std::time::Duration::from_millis(50) {
                         return Claim::Skip; // it would not stop
                     }
-                    g.preempt.store(true, Ordering::Relaxed);
+                    g.set_preempt(true);
                     g.stackguard0.store(STACK_PREEMPT, Ordering::Release);
                     std::thread::yield_now();
                 }
@@ -482,7 +474,7 @@ impl Sched {
                     }
                 }
                 if pending {
-                    gr.preempt_shrink = true;
+                    gr.set_preempt_shrink(true);
                     gr.stackguard0.store(STACK_PREEMPT, Ordering::Release);
                 }
             }

@@ -310,8 +310,6 @@ impl P {
 }
 
 struct GTable {
-    /// Every G this runtime made (they are never freed while it lives).
-    all: Vec<*mut G>,
     /// Dead Gs, for reuse by spawn.
     free: Vec<*mut G>,
     /// How many of `free` still hold a stack.
@@ -327,7 +325,8 @@ pub enum Start {
     Managed {
         entry: usize,
         args: [usize; 6],
-        exit: Option<std::sync::Arc<crate::g::ExitSlot>>,
+        /// A handle will read the result (G::handles starts at 1).
+        handle: bool,
         force_move: bool,
     },
 }
@@ -396,6 +395,9 @@ pub struct Sched {
     nspare: AtomicUsize,
     pub(crate) temp_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     gs: Mutex<GTable>,
+    /// Every G this runtime made (never freed while it lives, nor while a
+    /// handle to one of them does).
+    pub(crate) slab: std::sync::Arc<crate::g::GSlab>,
     next_id: AtomicU64,
     alive: AtomicUsize,
     grows: AtomicU64,
@@ -447,8 +449,9 @@ impl Sched {
             nspare: AtomicUsize::new(0),
             temp_threads: Mutex::new(Vec::new()),
             config,
+            slab: Default::default(),
             gs: Mutex::new(GTable {
-                all: Vec::new(),
+                
                 free: Vec::new(),
                 free_with_stack: 0,
             }),
@@ -715,13 +718,14 @@ impl Sched {
 
     /// Every live goroutine (for a scan cycle's snapshot).
     pub(crate) fn all_gs(&self) -> Vec<*mut G> {
-        let t = self.gs.lock().unwrap();
-        // SAFETY: every G in `all` is live.
-        t.all
-            .iter()
-            .copied()
-            .filter(|&g| unsafe { (*g).status() != Status::Dead })
-            .collect()
+        let mut v = Vec::new();
+        // SAFETY: every G in the slab is live.
+        self.slab.for_each(|g| {
+            if unsafe { (*g).status() } != Status::Dead {
+                v.push(g)
+            }
+        });
+        v
     }
 
     /// Make a waiting goroutine runnable.
@@ -806,10 +810,9 @@ impl Sched {
     /// Seed 004's invariant: the stacks every G holds add up to exactly
     /// what the pool counts as in use.
     pub fn check_accounting(&self) -> Result<(), String> {
-        let t = self.gs.lock().unwrap();
-        // SAFETY: every G in `all` is live (freed only by teardown).
-        let mut sum: usize = t.all.iter().map(|&g| unsafe { (*g).stack_size() }).sum();
-        drop(t);
+        let mut sum: usize = 0;
+        // SAFETY: every G in the slab is live.
+        self.slab.for_each(|g| sum += unsafe { (*g).stack_size() });
         // Old stacks whose free waits for the cycle's end still count.
         if let Some(c) = self.cycle.lock().unwrap().as_ref() {
             sum += c.delayed_bytes();
@@ -856,27 +859,22 @@ impl Sched {
                 P::bump(&p.recycled);
                 g
             }
-            None => {
-                let g = Box::into_raw(Box::new(G::new(kind)));
-                self.gs.lock().unwrap().all.push(g);
-                g
-            }
+            None => self.slab.alloc(kind),
         };
         // SAFETY: g is a live G nobody else references (fresh or taken off
         // the free list under the lock); as above, the P may be borrowed.
         unsafe {
             let gr = &mut *g;
-            if let Some(stk) = gr.stack {
-                if stk.size() != want || gr.stack_kind != stack_kind {
+            if let Some(stk) = gr.stack() {
+                if stk.size() != want || gr.stack_kind() != stack_kind {
                     stackfree(&self.pool, self.cache(), stk);
                     gr.clear_stack();
                 }
             }
-            if gr.stack.is_none() {
+            if gr.stack_source.is_none() {
                 match stackalloc(&self.pool, self.cache(), want, stack_kind) {
                     Ok(stk) => {
                         gr.set_stack(stk);
-                        gr.stack_kind = stack_kind;
                     }
                     Err(e) => {
                         p.gfree().push(g);
@@ -885,53 +883,45 @@ impl Sched {
                 }
             }
             gr.kind = kind;
-            gr.syscallsp = 0;
-            gr.syscallpc = 0;
-            gr.syscallfp = 0;
-            gr.libcallsp = 0;
-            gr.libcallpc = 0;
-            gr.libcallfp = 0;
-            gr.park_args = [0; 4];
-            gr.waiting = ptr::null_mut();
-            gr.param = ptr::null_mut();
+            gr.clear_syscall();
             gr.chan_wake = false;
             gr.pins = 0;
-            gr.preempt.store(false, Ordering::Relaxed);
-            gr.preempt_shrink = false;
-            gr.parking_on_chan = false;
-            gr.async_stopped = false;
-            gr.gc_request = None;
+            if let Some(x) = gr.extra.as_mut() {
+                x.waiting = ptr::null_mut();
+                x.param = ptr::null_mut();
+                x.gc_request = None;
+                x.waitreason = "";
+            }
             gr.id = self.next_goid(p);
-            gr.waitreason = "";
-            gr.retval = 0;
-            let entry = match start {
+            let (entry, args) = match start {
                 Start::Native(f) => {
-                    gr.native_fn = Some(f);
-                    gr.startargs = [0; 6];
-                    gr.exit_slot = None;
-                    gr.force_move = false;
-                    native_entry as *const () as usize
+                    gr.reset_flags(false);
+                    gr.handles.store(0, Ordering::Relaxed);
+                    // The boxed closure's (data, vtable) words are the
+                    // entry's arguments: nothing of it stays in the G.
+                    let raw: [usize; 2] = core::mem::transmute(Box::into_raw(f));
+                    (native_entry as *const () as usize, [raw[0], raw[1], 0, 0, 0, 0])
                 }
                 Start::Managed {
                     entry,
                     args,
-                    exit,
+                    handle,
                     force_move,
                 } => {
-                    gr.native_fn = None;
-                    gr.startargs = args;
-                    gr.exit_slot = exit;
-                    gr.force_move = force_move;
-                    entry
+                    gr.reset_flags(force_move);
+                    gr.handles.store(handle as u16, Ordering::Relaxed);
+                    (entry, args)
                 }
             };
-            gr.startfn = entry;
             gr.sched = Context::new_goroutine(
                 gr.stack_hi,
                 gs_goentry as *const () as usize,
                 entry,
                 g as usize,
             );
+            // The arguments go on the new stack, where gs_goentry reads them.
+            // SAFETY: the stack is ours and unused; sched.sp is its top.
+            gr.sched.sp = crate::arch::push_start_args(gr.sched.sp, &args);
             self.install_guard(gr);
             gr.set_status(Status::Runnable);
             self.alive.fetch_add(1, Ordering::Relaxed);
@@ -944,7 +934,7 @@ impl Sched {
     /// forced-move value when every entry check should reach newstack
     /// (`GSDEBUG=stackforcemove=1`, or the goroutine's own test switch).
     pub(crate) fn install_guard(&self, g: &mut G) {
-        let v = if g.kind == GKind::Managed && (g.force_move || self.config.debug.stackforcemove) {
+        let v = if g.kind == GKind::Managed && (g.force_move() || self.config.debug.stackforcemove) {
             crate::g::STACK_FORCE_MOVE
         } else {
             g.stack_lo + crate::g::STACK_GUARD
@@ -954,12 +944,14 @@ impl Sched {
 
     /// Find a goroutine by id (linear: for tracebacks and inspection).
     pub(crate) fn find_g(&self, id: u64) -> Option<*mut G> {
-        let t = self.gs.lock().unwrap();
-        // SAFETY: every G in `all` is live.
-        t.all
-            .iter()
-            .copied()
-            .find(|&g| unsafe { (*g).id == id && (*g).status() != Status::Dead })
+        let mut found = None;
+        // SAFETY: every G in the slab is live.
+        self.slab.for_each(|g| unsafe {
+            if found.is_none() && (*g).id == id && (*g).status() != Status::Dead {
+                found = Some(g)
+            }
+        });
+        found
     }
 
     /// A goroutine id for a spawn on P `p` (ids stay unique across Ps:
@@ -985,10 +977,13 @@ impl Sched {
         let local = unsafe { p.gfree() };
         if local.is_empty() {
             let mut t = self.gs.lock().unwrap();
+            // Gs whose last handle went after they exited (no stack).
+            let released = self.slab.take_released();
+            t.free.extend(released);
             for _ in 0..LOCAL_GFREE / 2 {
                 let Some(g) = t.free.pop() else { break };
                 // SAFETY: Gs on the free list are live and dead.
-                if unsafe { (*g).stack.is_some() } {
+                if unsafe { (*g).stack_source.is_some() } {
                     t.free_with_stack -= 1;
                 }
                 local.push(g);
@@ -1004,7 +999,7 @@ impl Sched {
         // SAFETY: g is dead and referenced by nobody else; on g0 of an M of
         // this Sched, so its P's cache and lists are ours.
         unsafe {
-            if let Some(stk) = (*g).stack {
+            if let Some(stk) = (*g).stack() {
                 // Keep only stacks a new goroutine would get anyway (Go
                 // frees the others at exit): a goroutine that grew to
                 // 128 MiB must not hold on to it after it died.
@@ -1022,7 +1017,7 @@ impl Sched {
             if local.len() > LOCAL_GFREE {
                 let mut t = self.gs.lock().unwrap();
                 for g in local.drain(..LOCAL_GFREE / 2) {
-                    if let Some(stk) = (*g).stack {
+                    if let Some(stk) = (*g).stack() {
                         if t.free_with_stack >= MAX_FREE_STACKS {
                             stackfree(&self.pool, self.cache(), stk);
                             (*g).clear_stack();
@@ -1036,8 +1031,9 @@ impl Sched {
         }
     }
 
-    /// Every goroutine finished: free every stack and G, empty the cache,
-    /// and give the pool's memory back.  Runs on the thread's own stack
+    /// Every goroutine finished: free every stack, put every G (but those
+    /// a handle holds) on the free list, empty the cache, and give the
+    /// pool's memory back.  Runs on the thread's own stack
     /// after the scheduler returned.
     pub(crate) fn teardown(&self) {
         let mut t = self.gs.lock().unwrap();
@@ -1045,14 +1041,20 @@ impl Sched {
         // has exited; every G in `all` is dead and owned by the table; the
         // Ps' caches are no longer used by anyone else.
         unsafe {
-            for &g in &t.all {
-                if let Some(stk) = (*g).stack {
-                    stackfree(&self.pool, None, stk);
-                }
-                drop(Box::from_raw(g));
-            }
-            t.all.clear();
             t.free.clear();
+            let mut free = Vec::new();
+            self.slab.for_each(|g| {
+                if let Some(stk) = (*g).stack() {
+                    stackfree(&self.pool, None, stk);
+                    (*g).clear_stack();
+                }
+                // Dead, stackless, ready for a next run; but not one a
+                // handle holds (the handle releases it).
+                if (*g).handles.load(Ordering::Acquire) == 0 {
+                    free.push(g);
+                }
+            });
+            t.free = free;
             t.free_with_stack = 0;
             for p in self.ps.iter() {
                 p.gfree().clear();
@@ -1224,7 +1226,7 @@ fn round_to_pages(size: usize) -> usize {
 unsafe fn set_resumed(g: *mut G, single_p: bool) {
     // SAFETY: the caller's guarantee.
     unsafe {
-        let s = if (*g).syscallsp != 0 {
+        let s = if (*g).in_syscall != 0 {
             Status::Syscall
         } else {
             Status::Running
@@ -1257,7 +1259,7 @@ pub(crate) unsafe fn execute(m: *mut M, g: *mut G) -> ! {
         (*g).m = m;
         (*m).curg = g;
         (*m).note_running(g);
-        if (*g).syscallsp != 0 {
+        if (*g).in_syscall != 0 {
             // It resumes inside its system call: its P may be handed off.
             (*(*m).p.load(Ordering::Relaxed))
                 .state
@@ -1403,7 +1405,7 @@ unsafe fn switch_direct(m: *mut M, g: *mut G, next: *mut G) {
         if (*next).chan_wake {
             crate::chan::finish_wake(next);
         }
-        (*next).set_status(if (*next).syscallsp != 0 {
+        (*next).set_status(if (*next).in_syscall != 0 {
             Status::Syscall
         } else {
             Status::Running
@@ -1478,7 +1480,7 @@ pub extern "C" fn gs_goexit0(g: *mut G) -> ! {
     unsafe {
         let m = (*g).m;
         let sched = &*(*m).sched;
-        if (*g).syscallsp != 0 {
+        if (*g).in_syscall != 0 {
             fatal_g(
                 g,
                 "exited inside a system call (entersyscall without exitsyscall)",
@@ -1488,14 +1490,18 @@ pub extern "C" fn gs_goexit0(g: *mut G) -> ! {
             fatal_g(g, &format!("exited with {} pins held", (*g).pins));
         }
         (*g).set_status(Status::Dead);
-        (*g).native_fn = None;
-        if let Some(slot) = (*g).exit_slot.take() {
-            slot.set((*g).retval);
-        }
-        (*g).waitreason = "";
+        (*g).set_waitreason("");
         (*m).curg = ptr::null_mut();
         let left = sched.alive.fetch_sub(1, Ordering::SeqCst) - 1;
-        sched.gfput(g);
+        // Its result stays in g.sched (Context::retval) for the handles;
+        // while one lives the G is not reused (the last one releases it).
+        let h = (*g).handles.fetch_or(crate::g::HANDLE_EXITED, Ordering::AcqRel);
+        if h == 0 {
+            sched.gfput(g);
+        } else if let Some(stk) = (*g).stack() {
+            stackfree(&sched.pool, sched.cache(), stk);
+            (*g).clear_stack();
+        }
         if left == 0 {
             sched.wake_all();
         }
@@ -1509,13 +1515,10 @@ pub(crate) struct Goexit;
 /// Entry function of native goroutines (called by gs_goentry with the G).
 /// Runs the closure; a panic is caught here and is fatal, naming the
 /// goroutine: it must never unwind into the asm frame above.
-extern "C" fn native_entry(g: *mut G) {
-    // SAFETY: gs_goentry passes this goroutine's own G, whose native_fn
-    // was set by newproc.
-    let f = unsafe { (*g).native_fn.take() };
-    let Some(f) = f else {
-        fatal_g(g, "native goroutine started without a body")
-    };
+extern "C" fn native_entry(g: *mut G, data: usize, vtable: usize) {
+    // SAFETY: gs_goentry passes the start arguments newproc made from the
+    // boxed closure (Box::into_raw of a `dyn FnOnce`), taken back once.
+    let f: NativeFn = unsafe { Box::from_raw(core::mem::transmute::<[usize; 2], *mut (dyn FnOnce() + Send)>([data, vtable])) };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(()) => {}
         Err(p) if p.is::<Goexit>() => {}

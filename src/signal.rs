@@ -166,7 +166,7 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
         let m = m::current_m();
         if !m.is_null() && !(*m).curg.is_null() {
             let g = (*m).curg;
-            if let Some(stk) = (*g).stack {
+            if let Some(stk) = (*g).stack() {
                 if let Some((glo, ghi)) = stk.guard() {
                     if addr >= glo && addr < ghi {
                         let mut b = Buf { b: [0; 256], n: 0 };

@@ -38,7 +38,7 @@ pub fn traceback(g: *const G) -> String {
         }
         GKind::Managed => {}
     }
-    if status == Status::Running || status == Status::Dead || gr.stack.is_none() {
+    if status == Status::Running || status == Status::Dead || gr.stack_source.is_none() {
         out.push_str("\t(not stopped: frames not walked)\n");
         return out;
     }

@@ -47,18 +47,12 @@ impl WalkStart {
     /// Where a stopped goroutine's frames start: the record of the system
     /// call or libcall it is in, else its saved context.
     pub(crate) fn stopped(g: &crate::g::G) -> WalkStart {
-        if g.syscallsp != 0 {
-            WalkStart {
-                pc: g.syscallpc,
-                sp: g.syscallsp,
-                fp: g.syscallfp,
-            }
-        } else if g.libcallsp != 0 {
-            WalkStart {
-                pc: g.libcallpc,
-                sp: g.libcallsp,
-                fp: g.libcallfp,
-            }
+        if let Some((pc, sp, fp)) = g.syscall_record() {
+            WalkStart { pc, sp, fp }
+        // SAFETY: a stopped goroutine (our caller's premise) stays on its M
+        // for as long as it is in a libcall.
+        } else if let Some((pc, sp, fp)) = unsafe { g.libcall_record() } {
+            WalkStart { pc, sp, fp }
         } else {
             WalkStart::saved(g)
         }

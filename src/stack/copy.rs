@@ -60,7 +60,7 @@ pub unsafe fn copystack(sched: &Sched, g: *mut G, newsize: usize) {
     // SAFETY: the caller guarantees g is stopped and ours.
     let gr = unsafe { &mut *g };
     debug_assert!(gr.status() == Status::Copystack || gr.is_claimed());
-    let old = gr.stack.expect("copystack: goroutine has no stack");
+    let old = gr.stack().expect("copystack: goroutine has no stack");
     let sp = gr.sched.sp;
     if sp < old.lo || sp > old.hi {
         fatal(&format!(

@@ -54,7 +54,7 @@ pub extern "C" fn gs_newstack(g: *mut G) -> ! {
             // map.  Restore the guard and do the pending work.
             sched.install_guard(gr);
             safe_point_work(g);
-            if gr.force_move || sched.config.debug.stackforcemove {
+            if gr.force_move() || sched.config.debug.stackforcemove {
                 // In that mode every check that reaches us moves the stack.
                 gr.set_status(Status::Copystack);
                 copystack(sched, g, gr.stack_size());
@@ -68,7 +68,7 @@ pub extern "C" fn gs_newstack(g: *mut G) -> ! {
             // normal guard is met, grow below, exactly as if the check had
             // failed on its own (Go gets the same by re-running the check).
             if gr.sched.sp >= gr.stack_lo + STACK_GUARD {
-                if gr.preempt.swap(false, Ordering::Relaxed) {
+                if gr.take_preempt() {
                     gs_park_yield(g);
                 }
                 gs_gogo(&gr.sched);
@@ -111,10 +111,10 @@ pub extern "C" fn gs_newstack(g: *mut G) -> ! {
         // when the stack is to move (stackforcemove, a forced move): the
         // move is the point there.
         let grown =
-            if guard == STACK_FORCE_MOVE || gr.force_move || sched.config.debug.stackforcemove {
+            if guard == STACK_FORCE_MOVE || gr.force_move() || sched.config.debug.stackforcemove {
                 None
             } else {
-                let old = gr.stack.expect("newstack: goroutine has no stack");
+                let old = gr.stack().expect("newstack: goroutine has no stack");
                 // SAFETY: `old` is g's live stack, from stackalloc on this pool;
                 // g is stopped (Copystack) and ours, so we hold it alone, and on
                 // Some we install the result in its place at once.
@@ -136,7 +136,7 @@ pub extern "C" fn gs_newstack(g: *mut G) -> ! {
         gr.set_status(Status::Running);
         // A yield request that arrived with (or was folded into) this
         // check: honour it now that the function has room.
-        if gr.preempt.swap(false, Ordering::Relaxed) {
+        if gr.take_preempt() {
             gs_park_yield(g);
         }
         gs_gogo(&gr.sched)

@@ -49,19 +49,20 @@ pub unsafe fn shrink_unsafe_reason(g: &G) -> Option<&'static str> {
     if g.kind != GKind::Managed {
         return Some("not a managed goroutine");
     }
-    if g.syscallsp != 0 {
+    if g.in_syscall != 0 {
         return Some("in a system call");
     }
-    if g.libcallsp != 0 {
+    // SAFETY: the caller's guarantee.
+    if unsafe { g.libcall_record() }.is_some() {
         return Some("in a libcall");
     }
     if g.pins != 0 {
         return Some("pinned");
     }
-    if g.parking_on_chan {
+    if g.parking_on_chan() {
         return Some("parking on a channel");
     }
-    if g.async_stopped {
+    if g.async_stopped() {
         return Some("stopped at an asynchronous safe point");
     }
     let mut precise = true;
