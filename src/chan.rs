@@ -836,8 +836,10 @@ pub extern "C" fn gs_select0(g: *mut G) -> ! {
     // (it is not moved while we use it: the goroutine is stopped, and it
     // is parked only after the cases were copied into sudogs).
     unsafe {
-        let cases =
-            core::slice::from_raw_parts((*(*g).m).park_args[0] as *const SelectCase, (*(*g).m).park_args[1]);
+        let cases = core::slice::from_raw_parts(
+            (*(*g).m).park_args[0] as *const SelectCase,
+            (*(*g).m).park_args[1],
+        );
         let block = (*(*g).m).park_args[2] != 0;
         if cases.is_empty() {
             resume(g, SELECT_DEFAULT, 0);

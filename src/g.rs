@@ -412,7 +412,8 @@ impl G {
         if self.in_syscall == 0 {
             return None;
         }
-        self.extra().map(|x| (x.syscallpc, x.syscallsp, x.syscallfp))
+        self.extra()
+            .map(|x| (x.syscallpc, x.syscallsp, x.syscallfp))
     }
 
     /// The libcall record (pc, sp, fp) while this G's managed code is in
@@ -429,7 +430,13 @@ impl G {
                 return None;
             }
             let sp = core::ptr::read_volatile(&(*m).libcallsp);
-            (sp != 0).then(|| (core::ptr::read_volatile(&(*m).libcallpc), sp, core::ptr::read_volatile(&(*m).libcallfp)))
+            (sp != 0).then(|| {
+                (
+                    core::ptr::read_volatile(&(*m).libcallpc),
+                    sp,
+                    core::ptr::read_volatile(&(*m).libcallfp),
+                )
+            })
         }
     }
 
@@ -528,10 +535,9 @@ impl G {
 
     /// Add a pin.
     pub fn pin(&mut self) {
-        self.pins = self
-            .pins
-            .checked_add(1)
-            .unwrap_or_else(|| crate::fatal::fatal(&format!("goroutine {}: too many pins", self.id)));
+        self.pins = self.pins.checked_add(1).unwrap_or_else(|| {
+            crate::fatal::fatal(&format!("goroutine {}: too many pins", self.id))
+        });
     }
 
     #[inline]

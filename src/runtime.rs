@@ -4,11 +4,11 @@
 use crate::arch::Context;
 use crate::debug::DebugFlags;
 use crate::g::{GKind, G, HANDLES_MAX, HANDLE_EXITED};
-use core::sync::atomic::Ordering;
 use crate::m::{self, M};
 use crate::sched::{self, Goexit, Sched, SpawnError};
 use crate::trampoline::{gs_goentry, gs_swapcontext, systemstack};
 use core::ptr;
+use core::sync::atomic::Ordering;
 
 /// Arguments a managed goroutine's entry function takes after g: what
 /// both ABIs pass in registers (x86-64: rsi, rdx, rcx, r8, r9).

@@ -451,7 +451,6 @@ impl Sched {
             config,
             slab: Default::default(),
             gs: Mutex::new(GTable {
-                
                 free: Vec::new(),
                 free_with_stack: 0,
             }),
@@ -900,7 +899,10 @@ impl Sched {
                     // The boxed closure's (data, vtable) words are the
                     // entry's arguments: nothing of it stays in the G.
                     let raw: [usize; 2] = core::mem::transmute(Box::into_raw(f));
-                    (native_entry as *const () as usize, [raw[0], raw[1], 0, 0, 0, 0])
+                    (
+                        native_entry as *const () as usize,
+                        [raw[0], raw[1], 0, 0, 0, 0],
+                    )
                 }
                 Start::Managed {
                     entry,
@@ -934,7 +936,8 @@ impl Sched {
     /// forced-move value when every entry check should reach newstack
     /// (`GSDEBUG=stackforcemove=1`, or the goroutine's own test switch).
     pub(crate) fn install_guard(&self, g: &mut G) {
-        let v = if g.kind == GKind::Managed && (g.force_move() || self.config.debug.stackforcemove) {
+        let v = if g.kind == GKind::Managed && (g.force_move() || self.config.debug.stackforcemove)
+        {
             crate::g::STACK_FORCE_MOVE
         } else {
             g.stack_lo + crate::g::STACK_GUARD
@@ -1495,7 +1498,9 @@ pub extern "C" fn gs_goexit0(g: *mut G) -> ! {
         let left = sched.alive.fetch_sub(1, Ordering::SeqCst) - 1;
         // Its result stays in g.sched (Context::retval) for the handles;
         // while one lives the G is not reused (the last one releases it).
-        let h = (*g).handles.fetch_or(crate::g::HANDLE_EXITED, Ordering::AcqRel);
+        let h = (*g)
+            .handles
+            .fetch_or(crate::g::HANDLE_EXITED, Ordering::AcqRel);
         if h == 0 {
             sched.gfput(g);
         } else if let Some(stk) = (*g).stack() {
@@ -1518,7 +1523,11 @@ pub(crate) struct Goexit;
 extern "C" fn native_entry(g: *mut G, data: usize, vtable: usize) {
     // SAFETY: gs_goentry passes the start arguments newproc made from the
     // boxed closure (Box::into_raw of a `dyn FnOnce`), taken back once.
-    let f: NativeFn = unsafe { Box::from_raw(core::mem::transmute::<[usize; 2], *mut (dyn FnOnce() + Send)>([data, vtable])) };
+    let f: NativeFn = unsafe {
+        Box::from_raw(
+            core::mem::transmute::<[usize; 2], *mut (dyn FnOnce() + Send)>([data, vtable]),
+        )
+    };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(()) => {}
         Err(p) if p.is::<Goexit>() => {}
