@@ -83,6 +83,7 @@ pub struct Sudog {
 }
 
 impl Sudog {
+    #[inline]
     fn new(
         g: *mut G,
         elem: *mut u8,
@@ -927,7 +928,7 @@ pub extern "C" fn gs_select0(g: *mut G) -> ! {
 ///
 /// # Safety
 /// `g` was woken (chan_wake) and is about to be resumed by the caller.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn finish_wake(g: *mut G) {
     // SAFETY: the caller's guarantee; g is not running, its sudogs are
     // dequeued by their wakers or still queued on locked channels below.

@@ -372,10 +372,17 @@ impl G {
     #[allow(clippy::mut_from_ref)]
     pub fn x(&mut self) -> &mut GExtra {
         if self.extra.is_null() {
-            self.extra = Box::into_raw(Box::new(GExtra::new()));
+            self.make_extra();
         }
         // SAFETY: extra is a live box owned by this G.
         unsafe { &mut *self.extra }
+    }
+
+    /// x()'s allocation, out of the hot paths that almost always find it.
+    #[cold]
+    #[inline(never)]
+    fn make_extra(&mut self) {
+        self.extra = Box::into_raw(Box::new(GExtra::new()));
     }
 
     /// The cold part if the G has one.
@@ -391,6 +398,7 @@ impl G {
     }
 
     /// Set the wait reason ("" clears it without allocating).
+    #[inline]
     pub fn set_waitreason(&mut self, r: &'static str) {
         if !r.is_empty() || !self.extra.is_null() {
             self.x().waitreason = r;
