@@ -15,7 +15,9 @@
  *   112..160 d9..d15  callee-saved
  *   168     (size)
  *
- * A new goroutine's context: sp = top of its stack (16-byte aligned),
+ * A new goroutine's context: sp = top of its stack (16-byte aligned) minus
+ * GS_START_ARGS_SIZE, where its six start arguments lie (gs_goentry loads
+ * and pops them),
  * pc = gs_goentry, fp = 0, x19 = the entry function, x20 = the G.
  *
  * What AAPCS64 says a call preserves, and therefore all that a switch must
@@ -116,8 +118,8 @@ gs_swapcontext:
  * for the conditions and the order of the state changes, which are the
  * same): one P, the global queue's turn not come, and a head of the local
  * queue that needs nothing before it resumes.  Otherwise a tail call to
- * gs_yield_slow(m, g); returns at once outside a goroutine or off its
- * stack.  g is saved as gs_swapcontext saves (pc = lr) and next resumed as
+ * gs_yield_slow(m, g); returns at once outside a goroutine, off its
+ * stack, or inside a system call.  g is saved as gs_swapcontext saves (pc = lr) and next resumed as
  * gs_gogo resumes (`ret` to its pc: BTI does not check a return).  Status
  * stores are releases, as Rust's set_status.
  *
@@ -150,6 +152,8 @@ gs_yield_native:
         ldr     x10, [x0, #GS_G_STACK_HI]
         cmp     x9, x10
         b.hs    9f
+        ldrb    w9, [x0, #GS_G_INSYSCALL]
+        cbnz    w9, 9f                  /* inside a system call: its P may be gone */
         ldr     x3, [x2, #GS_M_P]
         cbz     x3, 8f
         ldrb    w9, [x3, #GS_P_SHARED]
@@ -436,7 +440,7 @@ gs_morestack_impl:
 /*
  * void gs_entersyscall(G *g)               -- called by managed code
  *
- * Records the caller's SP, PC (lr) and FP in g->syscall{sp,pc,fp}, sets
+ * Records the caller's SP, PC (lr) and FP in g->extra->syscall{sp,pc,fp}, sets
  * stackguard0 to the preempt value and the status to Syscall (a release
  * store, after the record).  See asm/x86_64.S for the contract.
  */

@@ -17,7 +17,9 @@
  *   68      fpcw    u16, x87 control word; callee-saved
  *   72      (size)
  *
- * A new goroutine's context: sp = top of its stack (16-byte aligned),
+ * A new goroutine's context: sp = top of its stack (16-byte aligned) minus
+ * GS_START_ARGS_SIZE, where its six start arguments lie (gs_goentry loads
+ * and pops them),
  * pc = gs_goentry, fp = 0, rbx = the entry function, r12 = the G, mxcsr and
  * fpcw = the defaults (0x1f80, 0x037f).
  *
@@ -154,8 +156,9 @@ gs_swapcontext:
  * `next` comes off it, and we switch to next.  Anything else tail-calls
  * gs_yield_slow(m, g) (Rust, sched.rs), which does the general work.  It
  * returns at once (nothing to yield) with no runtime on this thread, no
- * goroutine, or when rsp is not on the goroutine's stack (a root visitor
- * or foreign code running on the system stack).
+ * goroutine, when rsp is not on the goroutine's stack (a root visitor or
+ * foreign code running on the system stack), or inside a system call
+ * (whose P the monitor may have handed to another M).
  *
  * The same state changes as sched.rs's yield_switch + switch_direct, in
  * the same order: queue, statuses, next.m, m.curg, the monitor's
@@ -196,6 +199,8 @@ gs_yield_native:
         jb      9f                      /* on the system stack */
         cmp     rsp, [rdi + GS_G_STACK_HI]
         jae     9f
+        cmp     byte ptr [rdi + GS_G_INSYSCALL], 0
+        jne     9f                      /* inside a system call: its P may be gone */
         mov     rcx, [rdx + GS_M_P]
         test    rcx, rcx
         jz      8f
@@ -496,7 +501,7 @@ gs_morestack_impl:
  *
  * The managed caller is about to run foreign code on its own stack (a
  * system call).  Records its SP (as after the return), PC (the return
- * address) and FP in g->syscall{sp,pc,fp}, sets the status to Syscall and
+ * address) and FP in g->extra->syscall{sp,pc,fp}, sets the status to Syscall and
  * stackguard0 to the preempt value, so that a scan starts at the recorded
  * frame and never moves the stack, and any managed code called back before
  * gs_exitsyscall reaches newstack (where it is a fatal error).  The SP must

@@ -189,12 +189,16 @@ impl Runtime {
         // no goroutine is left.
         unsafe {
             let monitor = crate::monitor::Monitor::start(&self.sched);
-            let boot = Context::new_goroutine(
+            // gs_goentry pops a goroutine's start arguments: give it
+            // zeros (mstart takes only the M), on the unused thread stack
+            // below boot_sp.
+            let mut boot = Context::new_goroutine(
                 boot_sp(),
                 gs_goentry as *const () as usize,
                 mstart as *const () as usize,
                 m as usize,
             );
+            boot.sp = crate::arch::push_start_args(boot.sp, &[0; 6]);
             let _ = first;
             gs_swapcontext(&mut (*g0).sched, &boot);
             for t in threads {
@@ -300,12 +304,14 @@ pub(crate) fn m_thread(sched: &Sched, i: Option<usize>) {
         }
         sched.ms.lock().unwrap().push(m as usize);
         m::set_current_m(m);
-        let boot = Context::new_goroutine(
+        // As in Runtime::run: zero start arguments for gs_goentry to pop.
+        let mut boot = Context::new_goroutine(
             boot_sp(),
             gs_goentry as *const () as usize,
             mstart as *const () as usize,
             m as usize,
         );
+        boot.sp = crate::arch::push_start_args(boot.sp, &[0; 6]);
         gs_swapcontext(&mut (*g0).sched, &boot);
         m::set_current_m(ptr::null_mut());
         // Its M struct stays until the runtime ends (the monitor may still
@@ -330,7 +336,20 @@ fn thread_stack_bounds() -> (usize, usize) {
     }
 }
 
-/// The runtime the calling goroutine belongs to.
+/// Make a native goroutine and queue it; its id.  On g0 or a native
+/// goroutine's stack (newproc's conditions).
+fn spawn_native(sched: &Sched, body: crate::g::NativeFn, size: usize) -> Result<u64, SpawnError> {
+    let g = sched.newproc_unqueued(sched::Start::Native(body), size)?;
+    // SAFETY: g is fresh and on no queue: only we see it until it is
+    // queued.  Its id is read first: once queued another M may run it, see
+    // it exit and reuse the G for a spawn of its own.
+    unsafe {
+        let id = (*g).id;
+        sched.put_runnable(g);
+        Ok(id)
+    }
+}
+
 /// Stack room a native goroutine needs left to run newproc in place
 /// rather than on g0 (the allocator's deepest path, a fresh mmap, uses a
 /// few KiB; this leaves a wide margin).
@@ -355,6 +374,7 @@ fn native_room() -> usize {
     }
 }
 
+/// The runtime the calling goroutine belongs to.
 pub(crate) fn current_sched() -> Option<&'static Sched> {
     let m = m::current_m();
     if m.is_null() {
@@ -398,12 +418,14 @@ impl Managed {
         // SAFETY: the G lives as long as the slab we hold, and is not
         // reused while we hold a count; its saved context is final once
         // HANDLE_EXITED is set (released by gs_goexit0, acquired here).
+        // Through raw field pointers, never a `&G`: other threads write the
+        // G's plain fields meanwhile.
         unsafe {
-            let g = &*self.g;
-            if g.handles.load(Ordering::Acquire) & HANDLE_EXITED == 0 {
+            let handles = &*core::ptr::addr_of!((*self.g).handles);
+            if handles.load(Ordering::Acquire) & HANDLE_EXITED == 0 {
                 return None;
             }
-            Some(g.sched.retval())
+            Some((*core::ptr::addr_of!((*self.g).sched)).retval())
         }
     }
 }
@@ -466,7 +488,7 @@ impl Builder {
         let sched = current_sched().ok_or(SpawnError::NotInRuntime)?;
         let size = self.stack_size.unwrap_or(sched.config.native_stack_size);
         let body: crate::g::NativeFn = Box::new(f);
-        let g = if native_room() >= SPAWN_IN_PLACE_ROOM {
+        if native_room() >= SPAWN_IN_PLACE_ROOM {
             // A native goroutine with room to spare: newproc runs right
             // here, saving the trip to g0 and back.  What g0 is for does
             // not apply: its stack never moves or grows (the allocator
@@ -474,14 +496,23 @@ impl Builder {
             // this M until newproc returns (it never switches), so the P's
             // lists and cache are ours as on g0, and a fixed stack this
             // deep in room holds the allocator's frames (an mmap included).
-            sched.newproc(sched::Start::Native(body), size)?
+            // A panic in there is fatal, as it is on g0 (systemstack): the
+            // P's lists may be half-updated, and it must not reach the
+            // caller, who could catch it and go on.
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                spawn_native(sched, body, size)
+            })) {
+                Ok(r) => r,
+                Err(e) => crate::fatal::fatal(&format!(
+                    "panic while spawning a goroutine: {}",
+                    crate::fatal::panic_message(&*e)
+                )),
+            }
         } else {
             // Managed code, a shallow native stack, or g0 itself: the
             // allocator must not run on a goroutine stack that can move.
-            systemstack(move || sched.newproc(sched::Start::Native(body), size))?
-        };
-        // SAFETY: g is live (Gs are never freed while the runtime runs).
-        Ok(unsafe { (*g).id })
+            systemstack(move || spawn_native(sched, body, size))
+        }
     }
 
     /// Spawn a managed goroutine: `entry` must be the start of a registered

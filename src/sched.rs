@@ -1355,6 +1355,12 @@ pub(crate) unsafe fn schedule(m: *mut M) -> ! {
 #[inline]
 pub(crate) unsafe fn yield_switch(m: *mut M, g: *mut G) {
     unsafe {
+        if (*g).in_syscall != 0 {
+            // Foreign code inside a managed goroutine's system call: its P
+            // may be another M's by now.  Nothing to yield (the way back
+            // into the scheduler is exitsyscall).
+            return;
+        }
         // A running goroutine's M holds a P (a native goroutine never is in
         // a system call window).  Its queue is shared exactly when the
         // runtime has several Ps.
@@ -1498,14 +1504,26 @@ pub extern "C" fn gs_goexit0(g: *mut G) -> ! {
         let left = sched.alive.fetch_sub(1, Ordering::SeqCst) - 1;
         // Its result stays in g.sched (Context::retval) for the handles;
         // while one lives the G is not reused (the last one releases it).
+        // Order matters: once HANDLE_EXITED is set, the last handle may
+        // drop on any thread and release the G, and another M may reuse it
+        // at once -- so nothing of g is touched after the fetch_or unless
+        // it found no handle.  A handle-held G therefore gives its stack
+        // back first.  (Handles are only ever made from a live handle, so
+        // a count of 0 here stays 0.)
+        if (*g).handles.load(Ordering::Acquire) != 0 {
+            if let Some(stk) = (*g).stack() {
+                stackfree(&sched.pool, sched.cache(), stk);
+                (*g).clear_stack();
+            }
+        }
         let h = (*g)
             .handles
             .fetch_or(crate::g::HANDLE_EXITED, Ordering::AcqRel);
         if h == 0 {
+            // No handle: an ordinary dead G.  Clear the bit again so that
+            // teardown, which keeps only Gs no handle holds, keeps it.
+            (*g).handles.store(0, Ordering::Relaxed);
             sched.gfput(g);
-        } else if let Some(stk) = (*g).stack() {
-            stackfree(&sched.pool, sched.cache(), stk);
-            (*g).clear_stack();
         }
         if left == 0 {
             sched.wake_all();

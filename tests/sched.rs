@@ -286,6 +286,41 @@ fn dead_goroutines_are_recycled_with_their_stacks() {
     assert_eq!(r.stats().goroutines_recycled, 400);
 }
 
+/// A runtime run twice reuses the first run's dead Gs: teardown keeps
+/// every G no handle holds on the free list.
+#[test]
+fn the_next_run_reuses_the_dead_goroutines_of_the_last() {
+    const N: u64 = 100;
+    fn burst(r: &Runtime) {
+        r.run(|| {
+            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for _ in 0..N {
+                let d = done.clone();
+                gstack::spawn(move || {
+                    while !d.load(Ordering::Relaxed) {
+                        gstack::yield_now();
+                    }
+                });
+            }
+            done.store(true, Ordering::Relaxed);
+        });
+    }
+    let r = rt();
+    burst(&r);
+    let s1 = r.stats();
+    burst(&r);
+    let s2 = r.stats();
+    let (spawned, recycled) = (
+        s2.goroutines_spawned - s1.goroutines_spawned,
+        s2.goroutines_recycled - s1.goroutines_recycled,
+    );
+    assert_eq!(spawned, N + 1, "{N} goroutines and main");
+    assert_eq!(
+        recycled, spawned,
+        "every G of the second run is one of the first's"
+    );
+}
+
 #[test]
 fn spawn_outside_a_runtime_is_an_error() {
     assert_eq!(Builder::new().spawn(|| {}), Err(SpawnError::NotInRuntime));
