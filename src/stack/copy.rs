@@ -649,6 +649,78 @@ unsafe fn move_words_scalar(
     bad != 0
 }
 
+/// [`move_words_scalar`] with the vector pass every CPU of the
+/// architecture has: NEON on aarch64, else word by word.
+///
+/// # Safety
+/// As for [`move_words_scalar`].
+#[inline(always)]
+unsafe fn move_words_portable(
+    src: *const usize,
+    dst: *mut usize,
+    n: usize,
+    mask: u128,
+    t: WordTest,
+) -> bool {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: the caller's guarantee.
+    return unsafe { neon::move_words(src, dst, n, mask, t) };
+    #[cfg(not(target_arch = "aarch64"))]
+    // SAFETY: the caller's guarantee.
+    return unsafe { move_words_scalar(src, dst, n, mask, t) };
+}
+
+/// The vector word pass on aarch64 (NEON, part of the baseline: two words
+/// per instruction).
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use super::{move_words_scalar, WordTest};
+    use core::arch::aarch64::*;
+
+    /// [`move_words_scalar`] two words at a time (an odd last word alone).
+    /// A pair's lane masks come from two bits of `mask` tested in a
+    /// vector (no table).
+    ///
+    /// # Safety
+    /// As for [`move_words_scalar`].
+    #[inline(always)]
+    pub(super) unsafe fn move_words(
+        src: *const usize,
+        dst: *mut usize,
+        n: usize,
+        mask: u128,
+        t: WordTest,
+    ) -> bool {
+        // SAFETY: NEON is in every aarch64 CPU (the target's baseline);
+        // the pairs are words [0, n) of src / dst, the caller's guarantee.
+        unsafe {
+            let delta = vdupq_n_u64(t.delta as u64);
+            let in_add = vdupq_n_u64(t.in_add as u64);
+            let in_lim = vdupq_n_s64(t.in_lim as i64);
+            let bad_add = vdupq_n_u64(t.bad_add as u64);
+            let bad_lim = vdupq_n_s64(t.bad_lim as i64);
+            let bits = vcombine_u64(vcreate_u64(1), vcreate_u64(2));
+            let mut bad = vdupq_n_u64(0);
+            let mut m = mask;
+            for g in 0..n / 2 {
+                let lm = vtstq_u64(vdupq_n_u64(m as u64), bits);
+                m >>= 2;
+                let v = vld1q_u64(src.add(2 * g).cast());
+                let inside = vcltq_s64(vreinterpretq_s64_u64(vaddq_u64(v, in_add)), in_lim);
+                let adj = vandq_u64(vandq_u64(inside, lm), delta);
+                vst1q_u64(dst.add(2 * g).cast(), vaddq_u64(v, adj));
+                let low = vcltq_s64(vreinterpretq_s64_u64(vaddq_u64(v, bad_add)), bad_lim);
+                bad = vorrq_u64(bad, vandq_u64(low, lm));
+            }
+            let mut b = vmaxvq_u32(vreinterpretq_u32_u64(bad)) != 0;
+            if n % 2 == 1 {
+                b |= move_words_scalar(src.add(n - 1), dst.add(n - 1), 1, m, t);
+            }
+            b
+        }
+    }
+}
+
 /// The vector word pass (AVX2: four words per instruction).
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
@@ -853,7 +925,7 @@ unsafe fn move_frame_words<const AVX2: bool>(
     let _ = limit;
     // SAFETY: the caller's guarantee: [sp, top) readable, its copy ours.
     unsafe {
-        move_words_scalar(
+        move_words_portable(
             sp as *const usize,
             sp.wrapping_add(t.delta) as *mut usize,
             (top - sp) / 8,
@@ -992,7 +1064,7 @@ unsafe fn run_site<const AVX2: bool>(r: &mut Run, mask: u128, t: WordTest) -> bo
     // SAFETY: the caller's guarantee; each frame is in the used part.
     unsafe {
         run_frames(r, false, |sp, bad| {
-            let b = move_words_scalar(
+            let b = move_words_portable(
                 sp as *const usize,
                 sp.wrapping_add(t.delta) as *mut usize,
                 words,
@@ -1183,4 +1255,129 @@ unsafe fn move_frames_fast(table: &Table, mv: Move, start: WalkStart) -> Result<
     }
     // SAFETY: the caller's guarantee.
     unsafe { move_frames_fast_impl::<false>(table, mv, start) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The word pass by its definition: each word copied, plus `delta` if
+    /// marked and in `[lo, lo + size)`; whether a marked word is in
+    /// (0, MIN_LEGAL_POINTER).
+    fn reference(
+        src: &[usize],
+        mask: u128,
+        lo: usize,
+        size: usize,
+        delta: usize,
+    ) -> (Vec<usize>, bool) {
+        let mut bad = false;
+        let out = src
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let marked = i < 128 && mask >> i & 1 != 0;
+                bad |= marked && v > 0 && v < MIN_LEGAL_POINTER;
+                if marked && v >= lo && v - lo < size {
+                    v.wrapping_add(delta)
+                } else {
+                    v
+                }
+            })
+            .collect();
+        (out, bad)
+    }
+
+    /// Every word pass this CPU can run (the scalar one, the portable one,
+    /// AVX2's with and without room past the frame) agrees with the
+    /// definition, and writes nothing past the frame unless given room:
+    /// frames of 0 to 70 words, masks dense, sparse and random, values in,
+    /// at the edges of and outside the old stack, 0, and in (0, 4096) at
+    /// its edges.  (The run loops are exercised by tests/managed.rs.)
+    #[test]
+    fn word_passes_agree_with_the_definition() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as usize
+        };
+        // A made-up old stack; the copies go to other buffers, so `delta`
+        // (their distance) is what a word in it gets added.
+        let (lo, size) = (0x7f00_0000_0000usize, 0x1_0000usize);
+        let values = |r: usize| match r % 12 {
+            0 => 0,
+            1 => 1,
+            2 => MIN_LEGAL_POINTER - 1,
+            3 => MIN_LEGAL_POINTER,
+            4 => lo,
+            5 => lo - 8,
+            6 => lo + size - 8,
+            7 => lo + size,
+            8 => usize::MAX,
+            9 => 1 << 63,
+            _ => lo + (r >> 8) % size,
+        };
+        for n in 0..=70usize {
+            for round in 0..40 {
+                let mask: u128 = match round {
+                    0 => !0,
+                    1 => 0,
+                    2 => 0x5555_5555_5555_5555_5555_5555_5555_5555,
+                    3 => 1 << n.saturating_sub(2),
+                    _ => (rnd() as u128) << 64 | rnd() as u128,
+                };
+                // Only the frame's words are marked, as with a real map.
+                let mask = if n >= 128 {
+                    mask
+                } else {
+                    mask & ((1u128 << n) - 1)
+                };
+                // Room past the frame for the passes that may write there.
+                let src: Vec<usize> = (0..n + 4).map(|_| values(rnd())).collect();
+                let mut dst = vec![0usize; n + 4];
+                let delta = (dst.as_mut_ptr() as usize).wrapping_sub(src.as_ptr() as usize);
+                let t = WordTest::new(Move {
+                    lo,
+                    hi: lo + size,
+                    size,
+                    delta,
+                    sghi: 0,
+                });
+                let (want, want_bad) = reference(&src[..n], mask, lo, size, delta);
+                let check = |dst: &mut Vec<usize>, bad: bool, what: &str| {
+                    assert_eq!(&dst[..n], &want[..], "{what}: n {n} mask {mask:#x}");
+                    assert_eq!(bad, want_bad, "{what}: n {n} mask {mask:#x} bad");
+                    if !what.ends_with("with room") {
+                        assert!(
+                            dst[n..].iter().all(|&w| w == 0),
+                            "{what}: n {n}: wrote past the frame"
+                        );
+                    }
+                    dst.fill(0);
+                };
+                // SAFETY: src and dst hold n + 4 words each, distinct.
+                let bad = unsafe { move_words_scalar(src.as_ptr(), dst.as_mut_ptr(), n, mask, t) };
+                check(&mut dst, bad, "scalar");
+                // SAFETY: as above.
+                let bad =
+                    unsafe { move_words_portable(src.as_ptr(), dst.as_mut_ptr(), n, mask, t) };
+                check(&mut dst, bad, "portable");
+                #[cfg(target_arch = "x86_64")]
+                if std::is_x86_feature_detected!("avx2") {
+                    let sp = src.as_ptr() as usize;
+                    for (limit, what) in [
+                        (sp + 8 * n, "avx2 exact"),
+                        (sp + 8 * (n + 4), "avx2 with room"),
+                    ] {
+                        // SAFETY: AVX2 checked; [sp, limit) is src's, its
+                        // copy dst's.
+                        let bad = unsafe { avx2::move_words(sp, sp + 8 * n, limit, mask, t) };
+                        check(&mut dst, bad, what);
+                    }
+                }
+            }
+        }
+    }
 }
