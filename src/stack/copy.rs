@@ -1113,9 +1113,10 @@ unsafe fn first_bad_frame(
 /// other thread writes its stack): [`move_frames`] with the same checks and
 /// errors, in one pass.  Each frame, once its call site is checked, is
 /// copied to the new stack and adjusted in the same instructions (a
-/// branch-free word pass, vectorized with AVX2: [`move_frame_words`]), so
-/// every word of the used part is read once and written once while in L1,
-/// as a memcpy does.  Returns the number of frames.
+/// branch-free word pass, vectorized with AVX2 on x86-64 and NEON on
+/// aarch64: [`move_frame_words`]), so every word of the used part is read
+/// once and written once while in L1, as a memcpy does.  Returns the
+/// number of frames.
 ///
 /// Frames that return to the call site of the frame below them (recursion)
 /// take a shorter loop: the site's map is already in hand, and since the
