@@ -10,6 +10,8 @@
  *   [0] value  [8] next  [16] g  [24] depth  [32] yields left  [40] sum
  * gs_test_plain(g, depth, yields), gs_test_dense(g, depth, yields): the
  *   same recursion with no pointer words and with eight
+ * gs_test_mixed(g, depth, yields), gs_test_hop(g, depth, yields): a
+ *   recursion through three call sites of two functions
  * gs_test_leaf(g, yields) -> 7
  * gs_test_calls_imprecise(g, yields) -> gs_test_imprecise (undeclared) ->
  *   gs_test_leaf (yields)
@@ -215,6 +217,98 @@ GS_FUNC gs_test_dense, 80
 .Ldense_ret:
         GS_EPILOGUE
 GS_FUNC_END gs_test_dense
+
+/* gs_test_mixed(g, depth, yields) -> depth + 1 + depth/8, or 0 if a
+   pointer broke: see asm/managed_x86_64.S.  [0..32] this frame's SP,
+   [40] g, [48] depth, [56] yields left. */
+GS_FUNC gs_test_mixed, 64
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        str     x0, [sp, #40]
+        str     x1, [sp, #48]
+        str     x2, [sp, #56]
+        mov     x9, sp
+        stp     x9, x9, [sp]
+        stp     x9, x9, [sp, #16]
+        str     x9, [sp, #32]
+        cbz     x1, .Lmixed_leaf
+        and     x9, x1, #7
+        cbz     x9, .Lmixed_hop
+        sub     x1, x1, #1
+        cmp     x9, #4
+        b.eq    .Lmixed_b
+        GS_CALL gs_test_mixed, 0b11111
+        b       .Lmixed_check5
+.Lmixed_hop:
+        GS_CALL gs_test_hop, 0b11111    /* x1 = depth: hop decrements */
+        b       .Lmixed_check5
+.Lmixed_b:
+        GS_CALL gs_test_mixed, 0b00111
+        cbz     x0, .Lmixed_ret
+        b       .Lmixed_check3
+.Lmixed_leaf:
+        ldr     x9, [sp, #56]
+        cbz     x9, 1f
+        sub     x9, x9, #1
+        str     x9, [sp, #56]
+        ldr     x0, [sp, #40]
+        GS_CALL gs_yield, 0b11111
+        b       .Lmixed_leaf
+1:      mov     x0, #0
+        b       .Lmixed_check_hi
+.Lmixed_check5:
+        cbz     x0, .Lmixed_ret
+.Lmixed_check_hi:
+        mov     x9, sp
+        ldr     x10, [sp, #24]
+        cmp     x10, x9
+        b.ne    .Lmixed_bad
+        ldr     x10, [sp, #32]
+        cmp     x10, x9
+        b.ne    .Lmixed_bad
+.Lmixed_check3:
+        mov     x9, sp
+        ldp     x10, x11, [sp]
+        cmp     x10, x9
+        b.ne    .Lmixed_bad
+        cmp     x11, x9
+        b.ne    .Lmixed_bad
+        ldr     x10, [sp, #16]
+        cmp     x10, x9
+        b.ne    .Lmixed_bad
+        add     x0, x0, #1
+        b       .Lmixed_ret
+.Lmixed_bad:
+        mov     x0, #0
+.Lmixed_ret:
+        GS_EPILOGUE
+GS_FUNC_END gs_test_mixed
+
+/* gs_test_hop(g, depth, yields) -> gs_test_mixed(g, depth - 1, yields) + 1,
+   or 0: [0] the caller's SP, [8] g, [16] depth, [24] yields. */
+GS_FUNC gs_test_hop, 32
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        add     x9, x29, #16            /* the caller's SP */
+        str     x9, [sp]
+        str     x0, [sp, #8]
+        str     x1, [sp, #16]
+        str     x2, [sp, #24]
+        sub     x1, x1, #1
+        GS_CALL gs_test_mixed, 0b1
+        cbz     x0, 1f
+        add     x9, x29, #16
+        ldr     x10, [sp]
+        cmp     x10, x9
+        b.ne    2f
+        ldr     x10, [x9]               /* the caller's word 0: its SP */
+        cmp     x10, x9
+        b.ne    2f
+        add     x0, x0, #1
+1:      GS_EPILOGUE
+2:      mov     x0, #0
+        GS_EPILOGUE
+GS_FUNC_END gs_test_hop
 
 /* gs_test_scenario(g, depth, op, arg1, arg2): see asm/managed_x86_64.S.
    [0] 0x5eed [8] &[0] [16] g [24] op [32] arg1 [40] arg2 */

@@ -24,6 +24,9 @@
  * gs_test_plain(g, depth, yields), gs_test_dense(g, depth, yields): the
  *   same recursion with no pointer words and with eight (see below).
  *
+ * gs_test_mixed(g, depth, yields), gs_test_hop: a recursion through three
+ *   call sites of two functions (see below).
+ *
  * gs_test_scenario(g, depth, op, arg1, arg2): grow, then a syscall, a
  *   libcall or a pin around a live stack pointer, then a safe point (below).
  *
@@ -248,6 +251,108 @@ GS_FUNC gs_test_dense, 80
 .Ldense_ret:
         GS_EPILOGUE
 GS_FUNC_END gs_test_dense
+
+/*
+ * gs_test_mixed(g, depth, yields) -> depth + 1 + depth/8, or 0 if a
+ *   pointer broke.  [0..32] five words holding this frame's SP, [40] g,
+ *   [48] depth, [56] yields left.  Recurses to depth 0 (yielding `yields`
+ *   times there) through one of three call sites chosen by depth % 8:
+ *     0 (depth > 0): through gs_test_hop(g, depth, yields), which calls
+ *        gs_test_mixed(g, depth - 1, yields) -- a frame of another size;
+ *     4: site B, whose map has only [0..16]: [24] and [32] are integers
+ *        there, and keep the pre-move SP when the stack moves;
+ *     else: site A, all five words mapped.
+ *   So runs of three frames returning to one call site (A) are broken by
+ *   frames of other sites and sizes.  On the way back every frame checks
+ *   that its mapped words still hold its SP.
+ *
+ * gs_test_hop(g, depth, yields) -> gs_test_mixed(g, depth - 1, yields) + 1,
+ *   or 0 if a pointer broke.  [0] the caller's SP (so a pointer to the
+ *   caller's word 0: into another frame), [8] g, [16] depth, [24] yields.
+ */
+GS_FUNC gs_test_mixed, 64
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        mov     [rsp + 40], rdi
+        mov     [rsp + 48], rsi
+        mov     [rsp + 56], rdx
+        mov     [rsp], rsp
+        mov     [rsp + 8], rsp
+        mov     [rsp + 16], rsp
+        mov     [rsp + 24], rsp
+        mov     [rsp + 32], rsp
+        test    rsi, rsi
+        jz      .Lmixed_leaf
+        mov     eax, esi
+        and     eax, 7
+        jz      .Lmixed_hop
+        lea     rsi, [rsi - 1]
+        cmp     eax, 4
+        je      .Lmixed_b
+        GS_CALL gs_test_mixed, 0b11111
+        jmp     .Lmixed_check5
+.Lmixed_hop:
+        GS_CALL gs_test_hop, 0b11111    /* rsi = depth: hop decrements */
+        jmp     .Lmixed_check5
+.Lmixed_b:
+        GS_CALL gs_test_mixed, 0b00111
+        test    rax, rax
+        jz      .Lmixed_ret
+        jmp     .Lmixed_check3
+.Lmixed_leaf:
+        cmp     qword ptr [rsp + 56], 0
+        je      1f
+        dec     qword ptr [rsp + 56]
+        mov     rdi, [rsp + 40]
+        GS_CALL gs_yield, 0b11111
+        jmp     .Lmixed_leaf
+1:      xor     eax, eax
+        jmp     .Lmixed_check_hi
+.Lmixed_check5:
+        test    rax, rax
+        jz      .Lmixed_ret
+.Lmixed_check_hi:
+        cmp     [rsp + 24], rsp
+        jne     .Lmixed_bad
+        cmp     [rsp + 32], rsp
+        jne     .Lmixed_bad
+.Lmixed_check3:
+        cmp     [rsp], rsp
+        jne     .Lmixed_bad
+        cmp     [rsp + 8], rsp
+        jne     .Lmixed_bad
+        cmp     [rsp + 16], rsp
+        jne     .Lmixed_bad
+        inc     rax
+        jmp     .Lmixed_ret
+.Lmixed_bad:
+        xor     eax, eax
+.Lmixed_ret:
+        GS_EPILOGUE
+GS_FUNC_END gs_test_mixed
+
+GS_FUNC gs_test_hop, 32
+        GS_PROLOGUE
+        GS_ENTRY_CHECK 0
+        lea     rax, [rbp + 16]         /* the caller's SP */
+        mov     [rsp], rax
+        mov     [rsp + 8], rdi
+        mov     [rsp + 16], rsi
+        mov     [rsp + 24], rdx
+        lea     rsi, [rsi - 1]
+        GS_CALL gs_test_mixed, 0b1
+        test    rax, rax
+        jz      1f
+        lea     rcx, [rbp + 16]
+        cmp     [rsp], rcx
+        jne     2f
+        cmp     [rcx], rcx              /* the caller's word 0: its SP */
+        jne     2f
+        inc     rax
+1:      GS_EPILOGUE
+2:      xor     eax, eax
+        GS_EPILOGUE
+GS_FUNC_END gs_test_hop
 
 /*
  * gs_test_scenario(g, depth, op, arg1, arg2) -> 1 if its pointer survived

@@ -565,3 +565,207 @@ fn a_small_integer_in_a_pointer_slot_is_fatal_when_the_stack_moves() {
     assert!(err.contains(", slot sp+0x10 holds 0x64"), "{err}");
     assert_eq!(out.status.code(), Some(2), "{err}");
 }
+
+extern "C" {
+    fn gs_test_mixed();
+}
+
+/// What gs_test_mixed returns for depth d (and how many frames it has at
+/// depth 0): d + 1 of its own, plus one gs_test_hop per multiple of 8.
+fn mixed_frames(d: usize) -> usize {
+    d + 1 + d / 8
+}
+
+/// The words of a parked goroutine's frame at `addr` (tests only read a
+/// stopped goroutine's stack, from another goroutine on the same P).
+fn word(addr: usize) -> usize {
+    // SAFETY: addr is an 8-aligned word of the used part of a parked
+    // goroutine's stack, which nothing writes while we look.
+    unsafe { *(addr as *const usize) }
+}
+
+/// Runs of frames returning to one call site (copystack's shorter loop)
+/// broken by frames of another call site of the same size, and of another
+/// function and size (gs_test_mixed: site A three times, then site B or
+/// gs_test_hop).  After every move every frame sits at the same distance
+/// from the top, every mapped word follows its frame by that distance, and
+/// the two words site B does not map keep their value exactly.  Moved by
+/// hand at every depth 0..40 and at 100 and 333 (bigger, same, bigger
+/// still), grown from 2 KiB to 5,000, and forced to move at every call.
+#[test]
+fn runs_of_one_call_site_broken_by_other_frames_move_exactly() {
+    let res = Arc::new(Mutex::new(Vec::new()));
+    let r2 = res.clone();
+    rt_with(2048, poison()).run(move || {
+        let grown = Builder::new()
+            .spawn_managed(addr(gs_test_mixed), &[5000, 0])
+            .unwrap();
+        let forced = Builder::new()
+            .force_move(true)
+            .spawn_managed(addr(gs_test_mixed), &[300, 0])
+            .unwrap();
+        let mut moved = 0;
+        let mut b_frames = 0;
+        for depth in (0..40usize).chain([100, 333]) {
+            let h = Builder::new()
+                .spawn_managed(addr(gs_test_mixed), &[depth, 1000])
+                .unwrap();
+            common::park_until(h.id, mixed_frames(depth));
+            let size = inspect::stack_size(h.id).unwrap();
+            for s in [size * 2, size, size * 4] {
+                let before = inspect::frames(h.id).unwrap();
+                // Site B's frames: gs_test_mixed with three mapped words;
+                // their words 3 and 4 hold an SP the frame once had.
+                let unmapped = |fr: &[inspect::FrameInfo]| -> Vec<(usize, usize)> {
+                    fr.iter()
+                        .filter(|f| {
+                            f.func.as_deref() == Some("gs_test_mixed") && f.ptr_slots.len() == 3
+                        })
+                        .map(|f| (word(f.sp + 24), word(f.sp + 32)))
+                        .collect()
+                };
+                let b_before = unmapped(&before);
+                inspect::move_stack(h.id, s).unwrap();
+                moved += 1;
+                let after = inspect::frames(h.id).unwrap();
+                assert_eq!(after.len(), before.len(), "depth {depth}: frames");
+                let delta = after[0].sp.wrapping_sub(before[0].sp);
+                assert_ne!(delta, 0, "depth {depth}: the stack did not move");
+                for (k, (a, b)) in after.iter().zip(&before).enumerate() {
+                    assert_eq!(
+                        (a.pc, a.sp, a.fp),
+                        (b.pc, b.sp.wrapping_add(delta), b.fp.wrapping_add(delta)),
+                        "depth {depth}, frame {k}"
+                    );
+                    let moved_slots: Vec<_> = b
+                        .ptr_slots
+                        .iter()
+                        .map(|&(at, v)| (at.wrapping_add(delta), v.wrapping_add(delta)))
+                        .collect();
+                    assert_eq!(a.ptr_slots, moved_slots, "depth {depth}, frame {k}: slots");
+                    // Each mapped word points at its frame (gs_test_mixed)
+                    // or at its caller's (gs_test_hop).
+                    let want = if a.func.as_deref() == Some("gs_test_hop") {
+                        a.fp + 16
+                    } else {
+                        a.sp
+                    };
+                    assert!(
+                        a.ptr_slots.iter().all(|&(_, v)| v == want),
+                        "depth {depth}, frame {k}: {:?}",
+                        a
+                    );
+                }
+                let b_after = unmapped(&after);
+                assert_eq!(
+                    b_after, b_before,
+                    "depth {depth}: site B's unmapped words changed"
+                );
+                b_frames += b_after.len();
+            }
+            while h.result().is_none() {
+                gstack::yield_now();
+            }
+            r2.lock().unwrap().push((depth, h.result().unwrap()));
+        }
+        while grown.result().is_none() || forced.result().is_none() {
+            gstack::yield_now();
+        }
+        let mut r = r2.lock().unwrap();
+        r.push((5000, grown.result().unwrap()));
+        r.push((300, forced.result().unwrap()));
+        r.push((usize::MAX, moved));
+        r.push((usize::MAX - 1, b_frames));
+    });
+    let r = res.lock().unwrap();
+    for &(depth, got) in r.iter() {
+        match depth {
+            usize::MAX => assert_eq!(got, 42 * 3, "moves by hand"),
+            // Site B is taken at depths 4, 12, 20, ...: (d + 4) / 8 frames.
+            d if d == usize::MAX - 1 => assert_eq!(
+                got,
+                3 * (0..40usize)
+                    .chain([100, 333])
+                    .map(|d| (d + 4) / 8)
+                    .sum::<usize>(),
+                "site B frames seen"
+            ),
+            _ => assert_eq!(
+                got,
+                mixed_frames(depth),
+                "depth {depth}: a pointer broke (0) or frames lost"
+            ),
+        }
+    }
+}
+
+/// An invalid pointer in a frame in the middle of a run (copystack's
+/// shorter loop) is fatal, naming the first such frame's slot, and errors
+/// keep the walk's order: a bad slot comes before a broken record of a
+/// later frame, and after a broken record of its own frame.  The child
+/// parks gs_test_mixed at depth 20 -- frames 5, 6, 7 return to site A, 6
+/// and 7 on the run's loop -- writes into the parked stack, and moves it.
+#[test]
+fn an_invalid_pointer_in_a_run_is_fatal_in_frame_order() {
+    if common::is_child() {
+        let mode = std::env::var("MIXED_CORRUPT").unwrap();
+        rt_with(2048, DebugFlags::default()).run(move || {
+            let h = Builder::new()
+                .spawn_managed(addr(gs_test_mixed), &[20, 1])
+                .unwrap();
+            common::park_until(h.id, mixed_frames(20));
+            let fr = inspect::frames(h.id).unwrap();
+            assert_eq!(fr[7].fp + 16, fr[8].sp, "frame 8 is gs_test_hop's");
+            assert_eq!(fr[8].func.as_deref(), Some("gs_test_hop"));
+            // SAFETY: words of the parked goroutine's frames (mapped slots
+            // and frame 7's saved FP), which nothing else touches while it
+            // is parked; the move below reads them and stops.
+            let put = |at: usize, v: usize| unsafe { *(at as *mut usize) = v };
+            if mode.contains("slot6") {
+                put(fr[6].sp + 8, 0x64);
+            }
+            if mode.contains("slot7") {
+                put(fr[7].sp + 16, 0x65);
+            }
+            if mode.contains("record7") {
+                put(fr[7].fp, 0x10);
+            }
+            let size = inspect::stack_size(h.id).unwrap();
+            let _ = inspect::move_stack(h.id, size);
+            unreachable!("the move must be fatal");
+        });
+        return;
+    }
+    let run = |mode: &str| {
+        let out = common::run_child(
+            "an_invalid_pointer_in_a_run_is_fatal_in_frame_order",
+            &[("MIXED_CORRUPT", mode)],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // Two bad slots in the run: the first (innermost) is named; frame 7's
+    // broken record comes later in the walk.
+    let err = run("slot6 slot7 record7");
+    assert!(
+        err.contains("fatal error: invalid pointer found on stack: goroutine 2, gs_test_mixed+0x"),
+        "{err}"
+    );
+    assert!(err.contains(", slot sp+0x8 holds 0x64"), "{err}");
+    // Only frame 7's: found in the run's last frame.
+    let err = run("slot7");
+    assert!(err.contains(", slot sp+0x10 holds 0x65"), "{err}");
+    // Frame 7's record is checked before its slots.
+    for mode in ["record7", "slot7 record7"] {
+        let err = run(mode);
+        assert!(
+            err.contains("fatal error: copystack: goroutine 2: frame 8: frame pointer 0x10 is not a frame record above sp"),
+            "{mode}: {err}"
+        );
+    }
+}
