@@ -1109,9 +1109,9 @@ unsafe fn first_bad_frame(
     }
 }
 
-/// The copy and adjustment of a goroutine that waits on no channel (so no
-/// other thread writes its stack): [`move_frames`] with the same checks and
-/// errors, in one pass.  Each frame, once its call site is checked, is
+/// The copy and adjustment of a goroutine whose stack no other thread
+/// writes (no channel element of its waits lies in it): [`move_frames`]
+/// with the same checks and errors, in one pass.  Each frame, once its call site is checked, is
 /// copied to the new stack and adjusted in the same instructions (a
 /// branch-free word pass, vectorized with AVX2 on x86-64 and NEON on
 /// aarch64: [`move_frame_words`]), so every word of the used part is read
@@ -1128,12 +1128,17 @@ unsafe fn first_bad_frame(
 ///
 /// Errors come in the walk's order, frame by frame: the frame's FP and
 /// call site (imprecise, size), then its record (the walk's errors), then
-/// its pointer slots (a value in (0, 4096)).
+/// its pointer slots (a value in (0, 4096)).  (The CAS path,
+/// [`move_frames`] with waiters, checks a frame's slots before its record,
+/// as Go's adjustframe does: when one frame is broken both ways, which of
+/// the two fatal errors names it depends on the path.  Either way the move
+/// stops at that frame, fatally.)
 ///
 /// Must hold when called:
 /// - the goroutine is stopped at `start`, with `start.sp` in
 ///   `[mv.lo, mv.hi]`, and is ours: nothing writes its old stack;
-/// - `mv.sghi` is 0: it waits on no channel;
+/// - `mv.sghi` is 0: no channel element of its waits lies in its stack, so
+///   no other thread writes it;
 /// - the new stack is `[mv.lo + mv.delta, mv.hi + mv.delta)`, as large as
 ///   the used part, does not overlap the old one, and is ours; nothing of
 ///   the used part is copied yet;
@@ -1164,6 +1169,11 @@ unsafe fn move_frames_fast_impl<const AVX2: bool>(
             let mut rec = unsafe { read_frame_record(fp) };
             // SAFETY: the frame [sp, fp + 16) lies in the used part (its FP
             // checked to be at or below the entry record), and so below hi.
+            // The word pass may read and write up to 24 bytes past it,
+            // bounded by `hi`: all of [sp, hi) is the stopped old stack's
+            // used part (readable) and its image in the new stack (ours),
+            // and those extra words belong to higher frames, which are
+            // moved (and so written again, correctly) after this one.
             let bad =
                 unsafe { move_frame_words::<AVX2>(sp, fp + FRAME_RECORD_SIZE, hi, e.mask, t) };
             n += 1;
