@@ -260,9 +260,12 @@ fn spawns(c: &mut Criterion) {
                 let h = Builder::new().spawn_managed(leaf, &[0]).unwrap();
                 gstack::yield_now();
                 assert_eq!(h.result(), Some(7));
+                // A G is reused once its goroutine exited and its last
+                // handle is gone: drop each handle before the next spawn.
+                let mut last = Some(h);
                 let t = Instant::now();
-                let mut last = None;
                 for _ in 0..n {
+                    drop(last.take());
                     last = Some(Builder::new().spawn_managed(leaf, &[0]).unwrap());
                     gstack::yield_now();
                 }
