@@ -62,6 +62,47 @@
         fnstcw  [\base + \off + GS_CTX_FPCW]
 .endm
 
+/* Save, at [base], the context of the caller of the routine we are in
+   (entered by a call, rsp untouched since): resuming it returns from that
+   call -- pc = the return address, sp = rsp + 8, as after `ret`.
+   Clobbers rax. */
+.macro SAVE_AT_CALL base
+        mov     rax, [rsp]
+        mov     [\base + GS_CTX_PC], rax
+        lea     rax, [rsp + 8]
+        mov     [\base + GS_CTX_SP], rax
+        SAVE_CALLEE \base, 0
+.endm
+
+/* Load the callee-saved integer registers but rsp from the context at
+   [base] (the control words are the caller's business). */
+.macro LOAD_CALLEE base
+        mov     rbp, [\base + GS_CTX_FP]
+        mov     rbx, [\base + GS_CTX_RBX]
+        mov     r12, [\base + GS_CTX_R12]
+        mov     r13, [\base + GS_CTX_R13]
+        mov     r14, [\base + GS_CTX_R14]
+        mov     r15, [\base + GS_CTX_R15]
+.endm
+
+/* Switch from the context just saved at [rdi] (by SAVE_CALLEE, so the
+   thread's control words are the ones stored there) to the one at [rsi]:
+   when its MXCSR or x87 CW differ, gs_gogo does the whole restore (loading
+   them is slow: ldmxcsr/fldcw), else load the integer registers here and
+   fall through with rdi = rsi for the caller's jump to pc.  Each load of a
+   saved control word reads exactly what one store just wrote, so it is
+   forwarded. */
+.macro SWITCH_SAME_CW
+        mov     eax, [rdi + GS_CTX_MXCSR]
+        movzx   ecx, word ptr [rdi + GS_CTX_FPCW]
+        mov     rdi, rsi
+        cmp     eax, [rsi + GS_CTX_MXCSR]
+        jne     gs_gogo
+        cmp     cx, word ptr [rsi + GS_CTX_FPCW]
+        jne     gs_gogo
+        LOAD_CALLEE rdi
+.endm
+
 /*
  * void gs_gogo(const Context *ctx)  -- never returns
  *
@@ -75,12 +116,7 @@
         .p2align 4
 gs_gogo:
         .cfi_startproc
-        mov     rbp, [rdi + GS_CTX_FP]
-        mov     rbx, [rdi + GS_CTX_RBX]
-        mov     r12, [rdi + GS_CTX_R12]
-        mov     r13, [rdi + GS_CTX_R13]
-        mov     r14, [rdi + GS_CTX_R14]
-        mov     r15, [rdi + GS_CTX_R15]
+        LOAD_CALLEE rdi
         ldmxcsr [rdi + GS_CTX_MXCSR]
         fldcw   [rdi + GS_CTX_FPCW]
         mov     rsp, [rdi + GS_CTX_SP]
@@ -106,28 +142,8 @@ gs_gogo:
         .p2align 4
 gs_swapcontext:
         .cfi_startproc
-        mov     rax, [rsp]
-        mov     [rdi + GS_CTX_PC], rax
-        lea     rax, [rsp + 8]
-        mov     [rdi + GS_CTX_SP], rax
-        SAVE_CALLEE rdi, 0
-        /* The thread's MXCSR and x87 CW are the ones just saved; loading
-           them is slow (ldmxcsr/fldcw), so skip it when *to has the same
-           (as almost always).  Each load below reads exactly what one store
-           above wrote, so it is forwarded. */
-        mov     eax, [rdi + GS_CTX_MXCSR]
-        movzx   ecx, word ptr [rdi + GS_CTX_FPCW]
-        mov     rdi, rsi
-        cmp     eax, [rsi + GS_CTX_MXCSR]
-        jne     gs_gogo
-        cmp     cx, word ptr [rsi + GS_CTX_FPCW]
-        jne     gs_gogo
-        mov     rbp, [rdi + GS_CTX_FP]
-        mov     rbx, [rdi + GS_CTX_RBX]
-        mov     r12, [rdi + GS_CTX_R12]
-        mov     r13, [rdi + GS_CTX_R13]
-        mov     r14, [rdi + GS_CTX_R14]
-        mov     r15, [rdi + GS_CTX_R15]
+        SAVE_AT_CALL rdi
+        SWITCH_SAME_CW
         /* Continue at pc with a return, not an indirect jump: the
            processor's return-address stack then pairs this `ret` with the
            `call` that entered gs_swapcontext (goroutine to goroutine: the
@@ -239,25 +255,10 @@ gs_yield_native:
         add     qword ptr [rdx + GS_M_SCHEDTICK], 1
         /* Save g as gs_swapcontext would. */
         add     rdi, GS_G_SCHED
-        mov     rax, [rsp]
-        mov     [rdi + GS_CTX_PC], rax
-        lea     rax, [rsp + 8]
-        mov     [rdi + GS_CTX_SP], rax
-        SAVE_CALLEE rdi, 0
-        /* Resume next; the control words only when they differ. */
-        mov     eax, [rdi + GS_CTX_MXCSR]
-        movzx   ecx, word ptr [rdi + GS_CTX_FPCW]
-        lea     rdi, [rsi + GS_G_SCHED]
-        cmp     eax, [rdi + GS_CTX_MXCSR]
-        jne     gs_gogo
-        cmp     cx, word ptr [rdi + GS_CTX_FPCW]
-        jne     gs_gogo
-        mov     rbp, [rdi + GS_CTX_FP]
-        mov     rbx, [rdi + GS_CTX_RBX]
-        mov     r12, [rdi + GS_CTX_R12]
-        mov     r13, [rdi + GS_CTX_R13]
-        mov     r14, [rdi + GS_CTX_R14]
-        mov     r15, [rdi + GS_CTX_R15]
+        SAVE_AT_CALL rdi
+        /* Resume next (its control words loaded only if they differ). */
+        add     rsi, GS_G_SCHED
+        SWITCH_SAME_CW
         mov     rsp, [rdi + GS_CTX_SP]
         jmp     [rdi + GS_CTX_PC]
 8:      mov     rsi, rdi
