@@ -137,16 +137,22 @@ pub fn map_aligned(len: usize, align: usize) -> Option<usize> {
 
 /// Unmap `[addr, addr + len)`.
 ///
+/// A failure is a fatal error, not a panic: it means the pool's record of
+/// its mappings is wrong (EINVAL) or the kernel cannot split a mapping
+/// (ENOMEM at vm.max_map_count), and the callers hold the pool's lock and
+/// have already taken the range off their lists -- unwinding from here
+/// would leave the accounting half-updated.
+///
 /// # Safety
 /// The range must be page-aligned, lie within mappings made by this module,
 /// and nothing may access it again.
 pub unsafe fn unmap(addr: usize, len: usize) {
     // SAFETY: the caller guarantees the range is ours and dead.
     if unsafe { libc::munmap(addr as *mut libc::c_void, len) } != 0 {
-        panic!(
-            "gstack: munmap({addr:#x}, {len}) failed: {}",
+        crate::fatal::fatal(&format!(
+            "stack pool: munmap({addr:#x}, {len}) failed: {} (the pool's mappings are not what it recorded, or the process is at vm.max_map_count)",
             std::io::Error::last_os_error()
-        );
+        ));
     }
 }
 
