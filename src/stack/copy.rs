@@ -572,18 +572,29 @@ unsafe fn move_frames<const CAS: bool>(
     }
     // Whatever lies above the entry record (or, for a goroutine that has
     // not started, the whole used part).
-    if copied_hi < hi {
-        // SAFETY: [copied_hi, hi) is live old stack not copied yet; the new
-        // stack has room at the same offset; no overlap.
+    // SAFETY: [copied_hi, hi) is live old stack not copied yet.
+    unsafe { copy_rest(copied_hi, hi, delta) };
+    Ok(n)
+}
+
+/// Copy `[from, hi)` of the old stack to the same offset in the new one
+/// (`delta` away) unchanged: what lies above the entry record -- no frame,
+/// nothing to adjust.
+///
+/// # Safety
+/// `[from, hi)` is live old stack not copied yet; the new stack has room at
+/// the same offset and does not overlap it.
+unsafe fn copy_rest(from: usize, hi: usize, delta: usize) {
+    if from < hi {
+        // SAFETY: the caller's guarantee.
         unsafe {
             core::ptr::copy_nonoverlapping(
-                copied_hi as *const u8,
-                copied_hi.wrapping_add(delta) as *mut u8,
-                hi - copied_hi,
+                from as *const u8,
+                from.wrapping_add(delta) as *mut u8,
+                hi - from,
             )
         };
     }
-    Ok(n)
 }
 
 // ---- the fast path: no channel waits, so no concurrent writers ----
@@ -1223,18 +1234,10 @@ unsafe fn move_frames_fast_impl<const AVX2: bool>(
         }
     }
     // Whatever lies above the entry record (or, for a goroutine that has
-    // not started, the whole used part): no frame, nothing to adjust.
-    if moved < hi {
-        // SAFETY: [moved, hi) is live old stack not copied yet; the new
-        // stack has room at the same offset; no overlap.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                moved as *const u8,
-                moved.wrapping_add(delta) as *mut u8,
-                hi - moved,
-            )
-        };
-    }
+    // not started, the whole used part).
+    // SAFETY: [moved, hi) is live old stack not copied yet; the new stack
+    // has room at the same offset (the caller's guarantee).
+    unsafe { copy_rest(moved, hi, delta) };
     Ok(n)
 }
 
