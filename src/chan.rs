@@ -46,7 +46,8 @@ pub enum ChanError {
     /// Send on a closed channel, or close of a closed channel.
     Closed,
     /// Not called from a goroutine of a running runtime (or called on the
-    /// system stack: from a root visitor, or foreign code in a libcall).
+    /// system stack: from a root visitor, or foreign code in a libcall; or
+    /// by foreign code inside a managed goroutine's system call window).
     NotInGoroutine,
     /// A select with no cases and no default would block forever.
     EmptySelect,

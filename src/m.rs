@@ -159,7 +159,10 @@ pub(crate) fn set_current_m(m: *mut M) {
 /// The user goroutine this thread runs, if the caller is on its stack
 /// (null outside a goroutine, and on the system stack: inside a root
 /// visitor or a libcall's foreign code, where switching goroutines would
-/// save a context on the system stack).
+/// save a context on the system stack), and not inside a system call
+/// window (foreign code between gs_entersyscall and gs_exitsyscall: the
+/// monitor may have handed its P to another M, so it may neither block nor
+/// touch the P's queue or caches).
 ///
 /// On every channel operation: inlined.
 #[inline(always)]
@@ -176,7 +179,7 @@ pub fn current_g_on_stack() -> *mut G {
             return g;
         }
         let here = &m as *const *mut M as usize;
-        if here >= (*g).stack_lo && here < (*g).stack_hi {
+        if here >= (*g).stack_lo && here < (*g).stack_hi && (*g).in_syscall == 0 {
             g
         } else {
             ptr::null_mut()

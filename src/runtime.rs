@@ -385,6 +385,24 @@ pub(crate) fn current_sched() -> Option<&'static Sched> {
     unsafe { Some(&*(*m).sched) }
 }
 
+/// The runtime a spawn goes to: [`current_sched`], but none for foreign
+/// code inside a managed goroutine's system call window -- newproc uses
+/// the M's P, which the monitor may have handed to another M by then.
+fn spawn_sched() -> Result<&'static Sched, SpawnError> {
+    let sched = current_sched().ok_or(SpawnError::NotInRuntime)?;
+    let m = m::current_m();
+    // SAFETY: current_sched found this thread's live M; its non-null curg
+    // is live while the M runs.
+    let in_syscall = unsafe {
+        let g = (*m).curg;
+        !g.is_null() && (*g).in_syscall != 0
+    };
+    if in_syscall {
+        return Err(SpawnError::NotInRuntime);
+    }
+    Ok(sched)
+}
+
 /// Options for spawning one goroutine.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Builder {
@@ -485,7 +503,7 @@ impl Builder {
     /// Spawn a native goroutine running `f` on the calling goroutine's
     /// runtime.  Returns its goroutine id.
     pub fn spawn<F: FnOnce() + Send + 'static>(self, f: F) -> Result<u64, SpawnError> {
-        let sched = current_sched().ok_or(SpawnError::NotInRuntime)?;
+        let sched = spawn_sched()?;
         let size = self.stack_size.unwrap_or(sched.config.native_stack_size);
         let body: crate::g::NativeFn = Box::new(f);
         if native_room() >= SPAWN_IN_PLACE_ROOM {
@@ -521,7 +539,7 @@ impl Builder {
     /// runtime's `managed_stack_size` (or this builder's `stack_size`,
     /// rounded up to a power of two).
     pub fn spawn_managed(self, entry: usize, args: &[usize]) -> Result<Managed, SpawnError> {
-        let sched = current_sched().ok_or(SpawnError::NotInRuntime)?;
+        let sched = spawn_sched()?;
         if args.len() > MAX_MANAGED_ARGS {
             return Err(SpawnError::TooManyArgs(args.len()));
         }

@@ -334,7 +334,9 @@ pub enum Start {
 /// Why a goroutine could not be spawned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SpawnError {
-    /// Called from a thread that is not running a gstack runtime.
+    /// Called from a thread that is not running a gstack runtime, or by
+    /// foreign code inside a managed goroutine's system call window (whose
+    /// P may belong to another M by now).
     NotInRuntime,
     /// The stack could not be allocated.
     Stack(AllocError),

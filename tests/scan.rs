@@ -194,6 +194,47 @@ fn guarded_scenario(op: usize) -> (Seen, usize, usize) {
     (s, size, res)
 }
 
+/// Foreign code inside a managed goroutine's system call window may not
+/// use channels or spawn: the monitor may have handed its P to another M.
+/// Both are refused with the errors foreign code gets (a channel with room
+/// and a value would otherwise have let both operations through).
+#[test]
+fn channel_operations_and_spawns_inside_a_syscall_window_are_refused() {
+    extern "C" fn ops(arg: *mut core::ffi::c_void) -> usize {
+        // SAFETY: the test passes a live Arc<Mutex<Vec<String>>> pointer.
+        let out = unsafe { &*(arg as *const Mutex<Vec<String>>) };
+        let c: gstack::chan::Chan<u64> = gstack::chan::Chan::new(1);
+        let mut v = out.lock().unwrap();
+        v.push(format!("{:?}", c.send(1)));
+        v.push(format!("{:?}", c.recv()));
+        v.push(format!("{:?}", Builder::new().spawn(|| {})));
+        gstack::yield_now(); // returns at once
+        0
+    }
+    let out = Arc::new(Mutex::new(Vec::<String>::new()));
+    let o2 = out.clone();
+    rt(DebugFlags::default()).run(move || {
+        let h = Builder::new()
+            .spawn_managed(
+                addr(gs_test_scenario),
+                &[100, 1, ops as *const () as usize, Arc::as_ptr(&o2) as usize],
+            )
+            .unwrap();
+        while h.result().is_none() {
+            gstack::yield_now();
+        }
+        assert_eq!(h.result(), Some(1), "its pointer survived");
+    });
+    assert_eq!(
+        *out.lock().unwrap(),
+        [
+            "Err(NotInGoroutine)",
+            "Err(NotInGoroutine)",
+            "Err(NotInRuntime)"
+        ]
+    );
+}
+
 #[test]
 fn in_a_syscall_no_shrink_then_the_pending_one_happens_at_exitsyscall() {
     let (seen, at_safe_point, result) = guarded_scenario(1);
