@@ -80,7 +80,7 @@ use std::time::{Duration, Instant};
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{in_goroutine, in_goroutine_procs, median_ns, note, runtime};
+use common::{in_goroutine, in_goroutine_procs, median_ns, note, runtime, spawn_exit_native};
 
 extern "C" {
     fn gs_test_leaf();
@@ -227,19 +227,6 @@ fn chans(c: &mut Criterion) {
 }
 
 // ------------------------------------------------------------------ spawn
-
-/// Spawn `n` native goroutines that return at once, yielding after each
-/// so that it runs to its end (the free list warmed first: steady state).
-fn spawn_exit_native(n: u64) -> Duration {
-    gstack::spawn(|| {});
-    gstack::yield_now();
-    let t = Instant::now();
-    for _ in 0..n {
-        gstack::spawn(|| {});
-        gstack::yield_now();
-    }
-    t.elapsed()
-}
 
 fn spawns(c: &mut Criterion) {
     let mut g = c.benchmark_group("spawn");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 #[path = "common/mod.rs"]
 mod common;
-use common::in_goroutine;
+use common::{in_goroutine, spawn_exit_native};
 
 fn benches(c: &mut Criterion) {
     c.bench_function("raw switch (mcall+gogo)", |b| {
@@ -48,19 +48,7 @@ fn benches(c: &mut Criterion) {
     });
 
     c.bench_function("spawn+exit", |b| {
-        b.iter_custom(|iters| {
-            in_goroutine(iters, |n| {
-                // Warm the free list so the figure is the steady state.
-                gstack::spawn(|| {});
-                gstack::yield_now();
-                let t = Instant::now();
-                for _ in 0..n {
-                    gstack::spawn(|| {});
-                    gstack::yield_now();
-                }
-                t.elapsed()
-            })
-        })
+        b.iter_custom(|iters| in_goroutine(iters, spawn_exit_native))
     });
 }
 

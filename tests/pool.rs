@@ -1206,7 +1206,7 @@ fn managed_growth_is_in_place_once_large() {
             // Yield 20 times at depth 0, so that the scans below find it
             // parked at its deepest.
             let h = Builder::new()
-                .spawn_managed(gs_test_rec as usize, &[depth, 0, 0, 20])
+                .spawn_managed(gs_test_rec as *const () as usize, &[depth, 0, 0, 20])
                 .unwrap();
             let mut cycles = 0;
             while h.result().is_none() {

@@ -6,7 +6,7 @@
 use gstack::{Config, DebugFlags, Runtime};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One P (every goroutine on the thread that calls `Runtime::run`), no
 /// debug modes, no automatic cycles.
@@ -65,4 +65,18 @@ pub fn median_ns(name: &str) -> Option<f64> {
     }
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     Some(v[v.len() / 2])
+}
+
+/// Spawn `n` native goroutines that return at once, yielding after each
+/// so that it runs to its end (the free list warmed first: steady state).
+/// The body of every spawn+exit bench.
+pub fn spawn_exit_native(n: u64) -> Duration {
+    gstack::spawn(|| {});
+    gstack::yield_now();
+    let t = Instant::now();
+    for _ in 0..n {
+        gstack::spawn(|| {});
+        gstack::yield_now();
+    }
+    t.elapsed()
 }

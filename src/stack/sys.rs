@@ -40,6 +40,13 @@ pub fn round_up(n: usize, align: usize) -> Option<usize> {
 /// Safe to call anywhere: a new mapping never overlaps memory in use.
 pub fn map(len: usize) -> Option<usize> {
     debug_assert!(len > 0 && len % page_size() == 0);
+    anon_rw(len, 0)
+}
+
+/// A fresh private anonymous read-write stack mapping of `len` bytes with
+/// `flags` added (0 or MAP_NORESERVE), where the kernel chooses; None if
+/// it refuses.
+fn anon_rw(len: usize, flags: libc::c_int) -> Option<usize> {
     // SAFETY: with a null hint and no MAP_FIXED the kernel picks an unused
     // range, so no existing memory is affected.
     let p = unsafe {
@@ -47,16 +54,12 @@ pub fn map(len: usize) -> Option<usize> {
             std::ptr::null_mut(),
             len,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | flags,
             -1,
             0,
         )
     };
-    if p == libc::MAP_FAILED {
-        None
-    } else {
-        Some(p as usize)
-    }
+    (p != libc::MAP_FAILED).then_some(p as usize)
 }
 
 /// Reserve `len` bytes (a page multiple) of address space at an address
@@ -76,26 +79,12 @@ pub fn map(len: usize) -> Option<usize> {
 /// Safe to call anywhere: a new mapping never overlaps memory in use.
 pub fn reserve(len: usize) -> Option<usize> {
     debug_assert!(len > 0 && len % page_size() == 0);
-    // SAFETY: with a null hint and no MAP_FIXED the kernel picks an unused
-    // range, so no existing memory is affected.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return None;
-    }
+    let p = anon_rw(len, libc::MAP_NORESERVE)?;
     // Recent kernels already keep MAP_STACK mappings off huge pages; older
     // ones need telling. Failure only costs memory, so it is ignored.
     // SAFETY: advice about the mapping just made, which nothing else knows.
-    unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
-    Some(p as usize)
+    unsafe { libc::madvise(p as *mut libc::c_void, len, libc::MADV_NOHUGEPAGE) };
+    Some(p)
 }
 
 /// Give the memory behind `[addr, addr + len)`, part of a reservation, back
