@@ -595,13 +595,43 @@ pub fn spawn<F: FnOnce() + Send + 'static>(f: F) -> u64 {
 ///
 /// Inlined: the goroutine calls the assembly fast path (gs_yield_native)
 /// itself, which handles the one-P case without entering Rust and passes
-/// everything else to `gs_yield_slow`.
+/// everything else to `gs_yield_slow`.  On x86-64 the jump into the next
+/// goroutine is made here, from each place yield_now is inlined, so the
+/// processor predicts it per yield site (asm/x86_64.S says why).
 #[inline]
 pub fn yield_now() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: gs_yield_native checks everything it relies on itself (a
+    // runtime on this thread, a goroutine, its stack) and follows the
+    // convention in asm/x86_64.S: r11 in = where this goroutine resumes
+    // (label 2 below); rax = 0 out: carry on; else rax/rdx = the pc/sp of
+    // the goroutine to continue, whose callee-saved registers are already
+    // loaded, so we jump there before touching anything.  Label 2 is
+    // reached with this goroutine's own rsp and callee-saved registers
+    // (directly, or when any resume path continues its saved context), so
+    // to the compiler the block is a call that clobbers what the C ABI
+    // lets a call clobber; not `nostack`, so rsp is aligned for the call
+    // and the red zone is free.
+    unsafe {
+        core::arch::asm!(
+            "lea r11, [rip + 2f]",
+            "call {native}",
+            "test rax, rax",
+            "jz 2f",
+            "mov rsp, rdx",
+            "jmp rax",
+            "2:",
+            native = sym crate::trampoline::gs_yield_native,
+            clobber_abi("C"),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
     // SAFETY: gs_yield_native takes no arguments and checks everything it
     // relies on itself (a runtime on this thread, a goroutine, its stack);
     // it returns like an ordinary call, maybe after other goroutines ran.
-    unsafe { crate::trampoline::gs_yield_native() }
+    unsafe {
+        crate::trampoline::gs_yield_native()
+    }
 }
 
 /// yield_now's general case, tail-called by gs_yield_native with this

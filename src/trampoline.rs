@@ -53,7 +53,9 @@ extern "C" {
     #[link_name = "gs_yield_impl"]
     pub fn gs_yield(g: *mut G);
     /// `gstack::yield_now` (see asm/<arch>.S): yields the calling native
-    /// goroutine, or returns at once outside one.
+    /// goroutine, or returns at once outside one.  On aarch64 a C function;
+    /// on x86-64 not one: only yield_now's inline asm calls it, with the
+    /// convention the asm describes (never call it from Rust there).
     pub fn gs_yield_native();
 
     /// Test helper, see the asm.
