@@ -22,6 +22,7 @@
 
 use crate::fatal::fatal;
 use crate::g::{Status, G};
+use crate::m::M;
 use crate::m;
 use crate::sched::{self, Sched};
 use crate::trampoline::{gs_gogo, mcall};
@@ -80,12 +81,46 @@ pub struct Sudog {
     is_send: bool,
     /// Completed by a partner (false: woken by close).
     success: bool,
+    /// Its goroutine parked from its own stack (a native goroutine on one
+    /// P: park_here) and finishes the wake-up itself when it resumes
+    /// (finish_direct); else the resumer runs finish_wake first.
+    direct: bool,
     case: usize,
 }
 
 impl Sudog {
+    /// A sudog for `g` (stopped, ours) on one channel, outside a select,
+    /// made g's whole wait (waiting = it, no winner yet).  `direct`: g
+    /// parks from its own stack (see the field).
+    ///
+    /// # Safety
+    /// `g` is the goroutine about to wait on `chan`: stopped, or running
+    /// this on its own stack, and ours.
     #[inline]
-    fn new(
+    unsafe fn wait_one(
+        g: *mut G,
+        elem: *mut u8,
+        chan: *const RawChan,
+        is_send: bool,
+        direct: bool,
+    ) -> *mut Sudog {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            let x = (*g).x();
+            let s = Self::alloc(x, g, elem, chan, is_send, false, 0);
+            (*s).direct = direct;
+            x.waiting = s;
+            x.param = ptr::null_mut();
+            s
+        }
+    }
+
+    /// A sudog for `g` (whose cold part is `x`), in g's spare when it has
+    /// one (kept by finish_wake: a blocking send or receive then allocates
+    /// nothing), else boxed.
+    #[inline]
+    fn alloc(
+        x: &mut crate::g::GExtra,
         g: *mut G,
         elem: *mut u8,
         chan: *const RawChan,
@@ -103,19 +138,15 @@ impl Sudog {
             is_select,
             is_send,
             success: false,
+            direct: false,
             case,
         };
-        // Reuse the goroutine's spare sudog (kept by finish_wake) when it
-        // has one: a blocking send or receive then allocates nothing.
-        // SAFETY: g is the goroutine about to wait, stopped, ours on g0;
-        // its spare is a boxed sudog on no queue.
-        unsafe {
-            let spare = (*g).x().spare_sudog;
-            if !spare.is_null() {
-                (*g).x().spare_sudog = ptr::null_mut();
-                spare.write(value);
-                return spare;
-            }
+        let spare = x.spare_sudog;
+        if !spare.is_null() {
+            x.spare_sudog = ptr::null_mut();
+            // SAFETY: the spare is a boxed sudog on no queue, owned by g.
+            unsafe { spare.write(value) };
+            return spare;
         }
         Box::into_raw(Box::new(value))
     }
@@ -180,7 +211,37 @@ impl WaitQ {
     ///
     /// # Safety
     /// The channel is locked.
+    #[inline]
     unsafe fn dequeue(&mut self) -> Option<*mut Sudog> {
+        // SAFETY: the caller holds the lock; queued sudogs are live.
+        unsafe {
+            let s = self.first;
+            if s.is_null() {
+                return None;
+            }
+            // The common case, inline: the first waiter is a plain send or
+            // receive, always wakeable.
+            if !(*s).is_select {
+                let n = (*s).next;
+                self.first = n;
+                if n.is_null() {
+                    self.last = ptr::null_mut();
+                } else {
+                    (*n).prev = ptr::null_mut();
+                }
+                (*s).next = ptr::null_mut();
+                return Some(s);
+            }
+            self.dequeue_select()
+        }
+    }
+
+    /// dequeue when the first waiter is a select's.
+    ///
+    /// # Safety
+    /// As for dequeue.
+    #[inline(never)]
+    unsafe fn dequeue_select(&mut self) -> Option<*mut Sudog> {
         // SAFETY: the caller holds the lock; queued sudogs are live.
         unsafe {
             let mut s = self.first;
@@ -374,48 +435,49 @@ impl RawChan {
     /// # Safety
     /// `elem` points at `elem_size` readable bytes, valid until it returns.
     pub unsafe fn send(&self, elem: *const u8) -> Result<(), ChanError> {
-        let g = m::current_g_on_stack();
+        let m = m::current_m();
+        let g = m::g_on_stack(m);
         if g.is_null() {
             return Err(ChanError::NotInGoroutine);
         }
-        // Fast path, on our own stack (a native goroutine's never moves):
-        // done at once when a receiver waits or the buffer has room.
+        // One P, a native goroutine: done here, on our own stack, at once
+        // when a receiver waits or the buffer has room, else queue and
+        // switch from here, as Go's gopark would on one thread.
+        // SAFETY: g is this thread's running goroutine (m's), on its stack.
+        if unsafe { direct_ok(m, g) } {
+            self.lock();
+            // SAFETY: locked; elem as the caller guarantees (a native
+            // stack never moves, so the sudog may point into it); a
+            // dequeued receiver's slot is valid until we wake it.
+            unsafe {
+                if let Some(r) = self.try_send(m, elem) {
+                    return r;
+                }
+                let s = Sudog::wait_one(g, elem as *mut u8, self, true, true);
+                self.inner().sendq.enqueue(s);
+                park_here(m, g, "chan send", self);
+                return if finish_direct(g) {
+                    Ok(())
+                } else {
+                    Err(ChanError::Closed)
+                };
+            }
+        }
+        // Several Ps (or a managed goroutine): done on our own stack when
+        // a receiver waits or the buffer has room (as the hint says)...
         if self.may_send() {
             self.lock();
             // SAFETY: locked; elem as the caller guarantees; a dequeued
             // receiver's slot is valid until we wake it.
-            if let Some(r) = unsafe { self.try_send(elem) } {
+            if let Some(r) = unsafe { self.try_send(m, elem) } {
                 return r;
             }
             self.unlock();
         }
-        // It must wait.  One P, a native goroutine: queue and switch from
-        // here, as Go's gopark would on one thread.
-        // SAFETY: g is this thread's running goroutine, on its stack.
-        if unsafe { direct_ok(g) } {
-            self.lock();
-            // SAFETY: locked; elem as the caller guarantees (a native
-            // stack never moves, so the sudog may point into it).
-            unsafe {
-                if let Some(r) = self.try_send(elem) {
-                    return r;
-                }
-                let s = Sudog::new(g, elem as *mut u8, self, true, false, 0);
-                (*g).x().waiting = s;
-                (*g).x().param = ptr::null_mut();
-                self.inner().sendq.enqueue(s);
-                park_here(g, "chan send", self);
-                return if (*(*g).m).park_result == SEND_CLOSED {
-                    Err(ChanError::Closed)
-                } else {
-                    Ok(())
-                };
-            }
-        }
-        // Otherwise on g0 (which looks again under the lock).
+        // ...otherwise on g0 (which looks again under the lock).
         // SAFETY: g is this thread's running goroutine, on its stack.
         unsafe {
-            (*(*g).m).park_args = [self as *const RawChan as usize, elem as usize, 0, 0];
+            (*m).park_args = [self as *const RawChan as usize, elem as usize, 0, 0];
             mcall(g, gs_chansend0);
             if (*(*g).m).park_result == SEND_CLOSED {
                 return Err(ChanError::Closed);
@@ -429,8 +491,10 @@ impl RawChan {
     /// wait (the lock is still held).
     ///
     /// # Safety
-    /// Locked by the caller; `elem` as for send.
-    unsafe fn try_send(&self, elem: *const u8) -> Option<Result<(), ChanError>> {
+    /// Locked by the caller; `elem` as for send; `m` is this thread's M
+    /// (null on a thread that runs no runtime).
+    #[inline]
+    unsafe fn try_send(&self, m: *mut M, elem: *const u8) -> Option<Result<(), ChanError>> {
         // SAFETY: the caller's guarantee.
         unsafe {
             let inner = self.inner();
@@ -442,7 +506,7 @@ impl RawChan {
                 self.copy(elem, (*s).elem);
                 (*s).success = true;
                 self.unlock();
-                wake(s);
+                wake(m, s);
                 return Some(Ok(()));
             }
             if inner.qcount < self.cap {
@@ -465,43 +529,42 @@ impl RawChan {
     /// `elem` is null or points at `elem_size` writable bytes, valid until
     /// it returns.
     pub unsafe fn recv(&self, elem: *mut u8) -> Result<bool, ChanError> {
-        let g = m::current_g_on_stack();
+        let m = m::current_m();
+        let g = m::g_on_stack(m);
         if g.is_null() {
             return Err(ChanError::NotInGoroutine);
         }
-        // Fast path on our own stack: a value (or the closed state) is
-        // there already.
-        if self.may_recv() {
-            self.lock();
-            // SAFETY: locked (try_recv unlocks when it returns Some); elem
-            // as the caller guarantees.
-            if let Some(ok) = unsafe { try_recv(self, elem) } {
-                return Ok(ok);
-            }
-            self.unlock();
-        }
-        // It must wait (see send).
-        // SAFETY: g is this thread's running goroutine, on its stack.
-        if unsafe { direct_ok(g) } {
+        // One P, a native goroutine: everything here (see send).
+        // SAFETY: g is this thread's running goroutine (m's), on its stack.
+        if unsafe { direct_ok(m, g) } {
             self.lock();
             // SAFETY: locked (try_recv unlocks when it returns Some); elem
             // as the caller guarantees, on a stack that never moves.
             unsafe {
-                if let Some(ok) = try_recv(self, elem) {
+                if let Some(ok) = try_recv(m, self, elem) {
                     return Ok(ok);
                 }
-                let s = Sudog::new(g, elem, self, false, false, 0);
-                (*g).x().waiting = s;
-                (*g).x().param = ptr::null_mut();
+                let s = Sudog::wait_one(g, elem, self, false, true);
                 self.inner().recvq.enqueue(s);
-                park_here(g, "chan receive", self);
-                return Ok((*(*g).m).park_result == RECV_OK);
+                park_here(m, g, "chan receive", self);
+                return Ok(finish_direct(g));
             }
         }
-        // Otherwise on g0 (which looks again under the lock).
+        // Several Ps: on our own stack when a value (or the closed state)
+        // is there already...
+        if self.may_recv() {
+            self.lock();
+            // SAFETY: locked (try_recv unlocks when it returns Some); elem
+            // as the caller guarantees.
+            if let Some(ok) = unsafe { try_recv(m, self, elem) } {
+                return Ok(ok);
+            }
+            self.unlock();
+        }
+        // ...otherwise on g0 (which looks again under the lock).
         // SAFETY: g is this thread's running goroutine, on its stack.
         unsafe {
-            (*(*g).m).park_args = [self as *const RawChan as usize, elem as usize, 0, 0];
+            (*m).park_args = [self as *const RawChan as usize, elem as usize, 0, 0];
             mcall(g, gs_chanrecv0);
             Ok((*(*g).m).park_result == RECV_OK)
         }
@@ -530,8 +593,9 @@ impl RawChan {
                 woken.push(s);
             }
             self.unlock();
+            let m = m::current_m();
             for s in woken {
-                wake(s);
+                wake(m, s);
             }
         }
         Ok(())
@@ -543,16 +607,20 @@ impl RawChan {
 /// # Safety
 /// `s` was just dequeued (so its goroutine is parked on it and nobody
 /// else will wake it); called after the channel's lock is released or
-/// with it held (readying takes no channel lock).
-unsafe fn wake(s: *mut Sudog) {
+/// with it held (readying takes no channel lock); `m` is this thread's M
+/// (null on a thread that runs no runtime).
+#[inline]
+unsafe fn wake(m: *mut M, s: *mut Sudog) {
     // SAFETY: the caller's guarantee.
     unsafe {
         let g = (*s).g;
         // The waiter made its extra when it queued its sudog.
         (*(*g).extra).param = s;
-        (*g).chan_wake = true;
+        if !(*s).direct {
+            (*g).chan_wake = true;
+        }
         let sched = sched_of(g);
-        sched.ready(g);
+        sched.ready_from(m, g);
     }
 }
 
@@ -601,30 +669,63 @@ unsafe fn park(g: *mut G, reason: &'static str, locked: &[*const RawChan]) -> ! 
 /// other M can run it before its switch saved its context).
 ///
 /// # Safety
-/// `g` is this thread's running goroutine.
+/// `g` is this thread's running goroutine and `m` this thread's M.
 #[inline]
-unsafe fn direct_ok(g: *mut G) -> bool {
+unsafe fn direct_ok(m: *mut M, g: *mut G) -> bool {
     // SAFETY: the caller's guarantee; its M and Sched are live.
-    unsafe { (*g).kind == crate::g::GKind::Native && (&(*(*(*g).m).sched).ps).len() == 1 }
+    unsafe { (*g).kind == crate::g::GKind::Native && (&(*(*m).sched).ps).len() == 1 }
 }
 
 /// Block `g` on the one channel `c` (locked by us, g's sudog queued on
-/// it) from g's own stack: mark it waiting, release the channel, switch
-/// to the next goroutine.  Returns once it was woken and resumed (its
-/// result is in park_result, set by finish_wake).
+/// it, made by wait_one with `direct`) from g's own stack: mark it
+/// waiting, release the channel, switch to the next goroutine.  Returns
+/// once it was woken and resumed; the caller then runs finish_direct.
 ///
 /// # Safety
-/// As [`direct_ok`] says; `c` is locked by the caller.
-unsafe fn park_here(g: *mut G, reason: &'static str, c: &RawChan) {
+/// As [`direct_ok`] says (`m` is g's M); `c` is locked by the caller.
+unsafe fn park_here(m: *mut M, g: *mut G, reason: &'static str, c: &RawChan) {
     // SAFETY: the caller's guarantee.
     unsafe {
-        let m = (*g).m;
         (*g).set_waitreason(reason);
         (*g).set_status(Status::Waiting);
         // From here a partner may wake g (it holds the lock to dequeue the
         // sudog); the wake only queues it, and only this M runs it.
         c.unlock();
         sched::park_direct(m, g);
+    }
+}
+
+/// What finish_wake does, for a goroutine that parked with park_here, by
+/// the goroutine itself once it runs again: clear its wait, keep its
+/// sudog as the spare, and say whether a partner completed the operation
+/// (false: the channel was closed).
+///
+/// # Safety
+/// `g` is the calling goroutine, just back from park_here: woken (its
+/// `param` names its one sudog, which its waker dequeued and nobody else
+/// touches now).
+#[inline]
+unsafe fn finish_direct(g: *mut G) -> bool {
+    // SAFETY: the caller's guarantee; a waiter has its extra.
+    unsafe {
+        let x = &mut *(*g).extra;
+        let won = x.param;
+        if won.is_null() || won != x.waiting {
+            fatal(&format!(
+                "goroutine {}: resumed from a channel wait without the sudog it waited on",
+                (*g).id
+            ));
+        }
+        x.param = ptr::null_mut();
+        x.waiting = ptr::null_mut();
+        x.waitreason = "";
+        let success = (*won).success;
+        if x.spare_sudog.is_null() {
+            x.spare_sudog = won; // reused by its next wait
+        } else {
+            drop(Box::from_raw(won));
+        }
+        success
     }
 }
 
@@ -672,15 +773,13 @@ pub extern "C" fn gs_chansend0(g: *mut G) -> ! {
         let c = &*((*(*g).m).park_args[0] as *const RawChan);
         let elem = (*(*g).m).park_args[1] as *mut u8;
         c.lock();
-        match c.try_send(elem) {
+        match c.try_send((*g).m, elem) {
             Some(Ok(())) => resume(g, SEND_OK, 0),
             Some(Err(_)) => resume(g, SEND_CLOSED, 0),
             None => {}
         }
         let inner = c.inner();
-        let s = Sudog::new(g, elem, c, true, false, 0);
-        (*g).x().waiting = s;
-        (*g).x().param = ptr::null_mut();
+        let s = Sudog::wait_one(g, elem, c, true, false);
         inner.sendq.enqueue(s);
         park(g, "chan send", &[c as *const RawChan])
     }
@@ -698,12 +797,10 @@ pub extern "C" fn gs_chanrecv0(g: *mut G) -> ! {
         let c = &*((*(*g).m).park_args[0] as *const RawChan);
         let elem = (*(*g).m).park_args[1] as *mut u8;
         c.lock();
-        match try_recv(c, elem) {
+        match try_recv((*g).m, c, elem) {
             Some(ok) => resume(g, if ok { RECV_OK } else { RECV_CLOSED }, ok as usize),
             None => {
-                let s = Sudog::new(g, elem, c, false, false, 0);
-                (*g).x().waiting = s;
-                (*g).x().param = ptr::null_mut();
+                let s = Sudog::wait_one(g, elem, c, false, false);
                 c.inner().recvq.enqueue(s);
                 park(g, "chan receive", &[c as *const RawChan])
             }
@@ -716,8 +813,10 @@ pub extern "C" fn gs_chanrecv0(g: *mut G) -> ! {
 /// returns Some.
 ///
 /// # Safety
-/// `c` is locked by the caller; `elem` as for recv.
-unsafe fn try_recv(c: &RawChan, elem: *mut u8) -> Option<bool> {
+/// `c` is locked by the caller; `elem` as for recv; `m` is this thread's M
+/// (null on a thread that runs no runtime).
+#[inline]
+unsafe fn try_recv(m: *mut M, c: &RawChan, elem: *mut u8) -> Option<bool> {
     // SAFETY: the caller's guarantee.
     unsafe {
         let inner = c.inner();
@@ -735,7 +834,7 @@ unsafe fn try_recv(c: &RawChan, elem: *mut u8) -> Option<bool> {
             }
             (*s).success = true;
             c.unlock();
-            wake(s);
+            wake(m, s);
             return Some(true);
         }
         if inner.qcount > 0 {
@@ -872,7 +971,7 @@ pub extern "C" fn gs_select0(g: *mut G) -> ! {
                     c.copy(cs.elem, (*s).elem);
                     (*s).success = true;
                     unlock_all(&order);
-                    wake(s);
+                    wake((*g).m, s);
                     resume(g, i, 1);
                 }
                 if inner.qcount < c.cap {
@@ -883,7 +982,7 @@ pub extern "C" fn gs_select0(g: *mut G) -> ! {
                     unlock_all(&order);
                     resume(g, i, 1);
                 }
-            } else if let Some(ok) = try_recv(c, cs.elem) {
+            } else if let Some(ok) = try_recv((*g).m, c, cs.elem) {
                 // try_recv unlocked `c` itself (it keeps the lock when it
                 // finds nothing: a waiting sender may be a select that
                 // already won elsewhere); release the others.
@@ -904,7 +1003,7 @@ pub extern "C" fn gs_select0(g: *mut G) -> ! {
         (*g).x().param = ptr::null_mut();
         let mut sudogs: Vec<*mut Sudog> = Vec::with_capacity(n);
         for (i, cs) in cases.iter().enumerate() {
-            let s = Sudog::new(g, cs.elem, cs.chan, cs.dir == SelectCase::SEND, true, i);
+            let s = Sudog::alloc((*g).x(), g, cs.elem, cs.chan, cs.dir == SelectCase::SEND, true, i);
             let inner = (*cs.chan).inner();
             if cs.dir == SelectCase::SEND {
                 inner.sendq.enqueue(s);
@@ -928,15 +1027,14 @@ pub extern "C" fn gs_select0(g: *mut G) -> ! {
 /// to it), never on the woken goroutine's own stack.
 ///
 /// # Safety
-/// `g` was woken (chan_wake) and is about to be resumed by the caller.
+/// `g` was woken (chan_wake) and is about to be resumed by the caller, on
+/// this thread, whose M is `m` (the results go to the M that resumes g).
 #[inline(always)]
-pub(crate) unsafe fn finish_wake(g: *mut G) {
+pub(crate) unsafe fn finish_wake(m: *mut M, g: *mut G) {
     // SAFETY: the caller's guarantee; g is not running, its sudogs are
     // dequeued by their wakers or still queued on locked channels below.
     unsafe {
         let gr = &mut *g;
-        // The results go to the M that resumes g: this one.
-        let m = crate::m::current_m();
         // A woken waiter made its extra when it queued its sudog.
         let x: *mut crate::g::GExtra = gr.x();
         let won = (*x).param;
@@ -964,7 +1062,7 @@ pub(crate) unsafe fn finish_wake(g: *mut G) {
             }
             return;
         }
-        finish_wake_slow(g)
+        finish_wake_slow(m, g)
     }
 }
 
@@ -974,13 +1072,11 @@ pub(crate) unsafe fn finish_wake(g: *mut G) {
 /// As for [`finish_wake`].
 #[cold]
 #[inline(never)]
-unsafe fn finish_wake_slow(g: *mut G) {
+unsafe fn finish_wake_slow(m: *mut M, g: *mut G) {
     // SAFETY: the caller's guarantee; g is not running, its sudogs are
     // dequeued by their wakers or still queued on locked channels below.
     unsafe {
         let gr = &mut *g;
-        // The results go to the M that resumes g: this one.
-        let m = crate::m::current_m();
         gr.chan_wake = false;
         let won = gr.x().param;
         gr.x().param = ptr::null_mut();

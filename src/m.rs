@@ -167,7 +167,13 @@ pub(crate) fn set_current_m(m: *mut M) {
 /// On every channel operation: inlined.
 #[inline(always)]
 pub fn current_g_on_stack() -> *mut G {
-    let m = current_m();
+    g_on_stack(current_m())
+}
+
+/// As [`current_g_on_stack`], given `m` = current_m() (null or not): for
+/// callers that need the M too, to read the thread pointer once.
+#[inline(always)]
+pub fn g_on_stack(m: *mut M) -> *mut G {
     if m.is_null() {
         return ptr::null_mut();
     }

@@ -735,8 +735,18 @@ impl Sched {
     /// On the system stack; `g` is waiting and on no queue.
     pub(crate) unsafe fn ready(&self, g: *mut G) {
         // SAFETY: the caller's guarantee.
+        unsafe { self.ready_from(crate::m::current_m(), g) }
+    }
+
+    /// [`Self::ready`], given `m` = this thread's M (null on a thread that
+    /// runs no runtime), which the channel operations have already read.
+    ///
+    /// # Safety
+    /// As for `ready`; `m` is current_m().
+    #[inline]
+    pub(crate) unsafe fn ready_from(&self, m: *mut M, g: *mut G) {
+        // SAFETY: the caller's guarantee.
         unsafe {
-            let m = crate::m::current_m();
             if !m.is_null() && core::ptr::eq((*m).sched, self) {
                 let p = (*m).p.load(Ordering::Relaxed);
                 if !p.is_null() {
@@ -1247,7 +1257,8 @@ unsafe fn set_resumed(g: *mut G, single_p: bool) {
             (*g).cas_status(Status::Runnable, s);
         }
         if (*g).chan_wake {
-            crate::chan::finish_wake(g);
+            // On g0 of the M that resumes g: this thread's.
+            crate::chan::finish_wake(crate::m::current_m(), g);
         }
     }
 }
@@ -1414,7 +1425,7 @@ unsafe fn switch_direct(m: *mut M, g: *mut G, next: *mut G) {
         // run on this M between goroutines), so plain stores do what
         // set_resumed's compare-and-swap does.
         if (*next).chan_wake {
-            crate::chan::finish_wake(next);
+            crate::chan::finish_wake(m, next);
         }
         (*next).set_status(if (*next).in_syscall != 0 {
             Status::Syscall
