@@ -364,10 +364,10 @@ impl RawChan {
         // SAFETY: the caller holds the lock.
         let h = unsafe {
             let i = &*self.inner.get();
-            (i.closed as u64) * HINT_CLOSED
-                | (!i.recvq.first.is_null() as u64) * HINT_RECVQ
-                | (!i.sendq.first.is_null() as u64) * HINT_SENDQ
-                | (i.qcount as u64) << HINT_COUNT_SHIFT
+            ((i.closed as u64) * HINT_CLOSED)
+                | ((!i.recvq.first.is_null() as u64) * HINT_RECVQ)
+                | ((!i.sendq.first.is_null() as u64) * HINT_SENDQ)
+                | ((i.qcount as u64) << HINT_COUNT_SHIFT)
         };
         self.hint.store(h, Ordering::Relaxed);
         self.locked.store(false, Ordering::Release);
@@ -673,7 +673,7 @@ unsafe fn park(g: *mut G, reason: &'static str, locked: &[*const RawChan]) -> ! 
 #[inline]
 unsafe fn direct_ok(m: *mut M, g: *mut G) -> bool {
     // SAFETY: the caller's guarantee; its M and Sched are live.
-    unsafe { (*g).kind == crate::g::GKind::Native && (&(*(*m).sched).ps).len() == 1 }
+    unsafe { (*g).kind == crate::g::GKind::Native && (*m).sched.as_ref_unchecked().ps.len() == 1 }
 }
 
 /// Block `g` on the one channel `c` (locked by us, g's sudog queued on
