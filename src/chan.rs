@@ -410,9 +410,13 @@ impl RawChan {
         // SAFETY: the caller's guarantee; the common word sizes are one
         // unaligned load and store instead of a call to memmove.
         unsafe {
+            if self.elem_size == 8 {
+                // The most common element (a word, a pointer), first.
+                ptr::write_unaligned(to as *mut u64, ptr::read_unaligned(from as *const u64));
+                return;
+            }
             match self.elem_size {
                 0 => {}
-                8 => ptr::write_unaligned(to as *mut u64, ptr::read_unaligned(from as *const u64)),
                 4 => ptr::write_unaligned(to as *mut u32, ptr::read_unaligned(from as *const u32)),
                 16 => {
                     ptr::write_unaligned(to as *mut u128, ptr::read_unaligned(from as *const u128))
@@ -463,8 +467,19 @@ impl RawChan {
                 };
             }
         }
-        // Several Ps (or a managed goroutine): done on our own stack when
-        // a receiver waits or the buffer has room (as the hint says)...
+        // SAFETY: as above.
+        unsafe { self.send_shared(m, g, elem) }
+    }
+
+    /// send with several Ps (or from a managed goroutine), out of line so
+    /// that the one-P path above stays small.
+    ///
+    /// # Safety
+    /// As for send; `g` is m's running goroutine, on its stack.
+    #[inline(never)]
+    unsafe fn send_shared(&self, m: *mut M, g: *mut G, elem: *const u8) -> Result<(), ChanError> {
+        // Done on our own stack when a receiver waits or the buffer has
+        // room (as the hint says)...
         if self.may_send() {
             self.lock();
             // SAFETY: locked; elem as the caller guarantees; a dequeued
@@ -550,8 +565,19 @@ impl RawChan {
                 return Ok(finish_direct(g));
             }
         }
-        // Several Ps: on our own stack when a value (or the closed state)
-        // is there already...
+        // SAFETY: as above.
+        unsafe { self.recv_shared(m, g, elem) }
+    }
+
+    /// recv with several Ps (or from a managed goroutine), out of line so
+    /// that the one-P path above stays small.
+    ///
+    /// # Safety
+    /// As for recv; `g` is m's running goroutine, on its stack.
+    #[inline(never)]
+    unsafe fn recv_shared(&self, m: *mut M, g: *mut G, elem: *mut u8) -> Result<bool, ChanError> {
+        // On our own stack when a value (or the closed state) is there
+        // already...
         if self.may_recv() {
             self.lock();
             // SAFETY: locked (try_recv unlocks when it returns Some); elem
