@@ -597,7 +597,10 @@ pub fn spawn<F: FnOnce() + Send + 'static>(f: F) -> u64 {
 /// itself, which handles the one-P case without entering Rust and passes
 /// everything else to `gs_yield_slow`.  On x86-64 the jump into the next
 /// goroutine is made here, from each place yield_now is inlined, so the
-/// processor predicts it per yield site (asm/x86_64.S says why).
+/// processor predicts it per yield site (asm/x86_64.S says why).  Not on
+/// aarch64: there a resume must be a `ret` (a `br` would need a BTI
+/// landing pad at every saved pc, and return addresses have none), and a
+/// `ret` is predicted from the return stack, not per site.
 #[inline]
 pub fn yield_now() {
     #[cfg(target_arch = "x86_64")]
