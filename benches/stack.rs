@@ -113,7 +113,7 @@ impl Rec {
 }
 
 fn depth_name(d: usize) -> String {
-    if d % 1_000_000 == 0 {
+    if d.is_multiple_of(1_000_000) {
         format!("{}M", d / 1_000_000)
     } else {
         format!("{}k", d / 1000)

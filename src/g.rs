@@ -161,6 +161,13 @@ pub struct G {
     pub extra: *mut GExtra,
 }
 
+/// What a goroutine waiting for a scan cycle it asked for left for the
+/// cycle: its root visitor and where the report goes (both in its frame).
+pub type GcRequest = (
+    Option<*mut dyn FnMut(&crate::scan::Root)>,
+    *mut crate::scan::GcReport,
+);
+
 /// The part of a goroutine few need at any one time (see [`G`]).
 #[repr(C)]
 pub struct GExtra {
@@ -184,10 +191,7 @@ pub struct GExtra {
     pub select_done: core::sync::atomic::AtomicU32,
     /// While this goroutine waits for a scan cycle it asked for: the root
     /// visitor and where the report goes (both in its own frame).
-    pub gc_request: Option<(
-        Option<*mut dyn FnMut(&crate::scan::Root)>,
-        *mut crate::scan::GcReport,
-    )>,
+    pub gc_request: Option<GcRequest>,
 }
 
 impl GExtra {

@@ -198,7 +198,7 @@ unsafe fn scan_batch(me: *mut G) -> bool {
         let mut n = 0u32;
         // The clock is read every 16 goroutines: it costs more than a scan
         // of a parked goroutine without a visitor.
-        while n % 16 != 0 || t0.elapsed() < SLICE {
+        while !n.is_multiple_of(16) || t0.elapsed() < SLICE {
             n += 1;
             let Some((g, is_worker)) = sched.with_cycle(|c| c.next_work()) else {
                 left = false;

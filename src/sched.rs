@@ -662,7 +662,7 @@ impl Sched {
             if self.alive() == 0 || self.gc_wanted.load(Ordering::Relaxed) {
                 break;
             }
-            if round % 16 == 0 && t0.elapsed() > SPIN_FOR {
+            if round.is_multiple_of(16) && t0.elapsed() > SPIN_FOR {
                 break;
             }
             // Look now and then, not flat out: every look pulls the other
@@ -1271,7 +1271,7 @@ pub(crate) unsafe fn execute(m: *mut M, g: *mut G) -> ! {
     // SAFETY: the caller's guarantees; g's context is complete because it
     // was saved before g was queued (or made by newproc).
     unsafe {
-        set_resumed(g, (&(*(*m).sched).ps).len() == 1);
+        set_resumed(g, (*(*m).sched).ps.len() == 1);
         (*g).m = m;
         (*m).curg = g;
         (*m).note_running(g);

@@ -215,16 +215,27 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
 
 /// Whether the handler before ours is the default (or ignore) action.
 ///
+/// The handler that was installed for `sig` (SIGBUS or SIGSEGV) before ours.
+///
+/// # Safety
+/// install() filled the OLD_* statics, which nothing writes after.
+unsafe fn old_action(sig: libc::c_int) -> &'static libc::sigaction {
+    let p = if sig == libc::SIGBUS {
+        &raw const OLD_BUS
+    } else {
+        &raw const OLD_SEGV
+    };
+    // SAFETY: the caller's guarantee: initialized, never written again;
+    // MaybeUninit<T> has T's layout.
+    unsafe { &*p.cast::<libc::sigaction>() }
+}
+
 /// # Safety
 /// Called from the signal handler, after install() filled the OLD_* statics.
 unsafe fn default_action(sig: libc::c_int) -> bool {
     // SAFETY: the caller's guarantee.
     unsafe {
-        let old = if sig == libc::SIGBUS {
-            (*(&raw const OLD_BUS)).assume_init_ref()
-        } else {
-            (*(&raw const OLD_SEGV)).assume_init_ref()
-        };
+        let old = old_action(sig);
         old.sa_sigaction == libc::SIG_DFL || old.sa_sigaction == libc::SIG_IGN
     }
 }
@@ -236,11 +247,7 @@ unsafe fn default_action(sig: libc::c_int) -> bool {
 unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the OLD_* statics were filled before our handler was installed.
     unsafe {
-        let old = if sig == libc::SIGBUS {
-            (*(&raw const OLD_BUS)).assume_init_ref()
-        } else {
-            (*(&raw const OLD_SEGV)).assume_init_ref()
-        };
+        let old = old_action(sig);
         let h = old.sa_sigaction;
         if h == libc::SIG_DFL || h == libc::SIG_IGN {
             // Restore the default action and return: the faulting

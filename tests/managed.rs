@@ -86,7 +86,7 @@ fn walk_rec_at(depth: usize) {
         assert!(tb.contains("frames elided"), "{tb}");
     }
     assert!(
-        tb.starts_with(&format!("goroutine 2 [runnable]:\n")),
+        tb.starts_with(&"goroutine 2 [runnable]:\n".to_string()),
         "{tb}"
     );
 }

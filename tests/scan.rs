@@ -94,7 +94,7 @@ fn a_stack_whose_use_dropped_is_halved_once_per_cycle_with_every_pointer_kept() 
     );
     // Several halvings, then a stop where used + guard >= size / 4.
     assert!(log.len() >= 5, "{log:?}");
-    assert!(last >= 2048 && last <= 8192, "{log:?}");
+    assert!((2048..=8192).contains(&last), "{log:?}");
     let s = r.stats();
     assert_eq!((s.stack_in_use, s.stack_sys), (0, 0));
 }

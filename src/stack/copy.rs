@@ -293,7 +293,7 @@ impl<'t> SiteWalk<'t> {
         sp: usize,
         fp: usize,
     ) -> Result<SiteEntry<'t>, MoveError> {
-        if fp % 16 != 0 || fp < sp || fp < self.lo || fp > self.entry_fp {
+        if !fp.is_multiple_of(16) || fp < sp || fp < self.lo || fp > self.entry_fp {
             return Err(MoveError::Walk(WalkError::BadFramePointer {
                 frame: n,
                 fp,
@@ -781,7 +781,7 @@ mod avx2 {
         let n = (top - sp) / 8;
         let src = sp as *const __m256i;
         let dst = sp.wrapping_add(t.delta) as *mut __m256i;
-        let groups = if sp + (n + 3) / 4 * 32 <= limit {
+        let groups = if sp + n.div_ceil(4) * 32 <= limit {
             n.div_ceil(4)
         } else {
             n / 4
@@ -1192,7 +1192,7 @@ unsafe fn move_frames_fast_impl<const AVX2: bool>(
             // recursion), on a shorter loop: see [`run_frames`].  Entered
             // only past a frame without an invalid pointer.
             let stride = e.frame_size + FRAME_RECORD_SIZE;
-            if stride % 16 == 0 && !bad {
+            if stride.is_multiple_of(16) && !bad {
                 let first_sp = fp + FRAME_RECORD_SIZE;
                 let mut r = Run {
                     pc,

@@ -39,7 +39,7 @@ pub fn round_up(n: usize, align: usize) -> Option<usize> {
 ///
 /// Safe to call anywhere: a new mapping never overlaps memory in use.
 pub fn map(len: usize) -> Option<usize> {
-    debug_assert!(len > 0 && len % page_size() == 0);
+    debug_assert!(len > 0 && len.is_multiple_of(page_size()));
     anon_rw(len, 0)
 }
 
@@ -78,7 +78,7 @@ fn anon_rw(len: usize, flags: libc::c_int) -> Option<usize> {
 ///
 /// Safe to call anywhere: a new mapping never overlaps memory in use.
 pub fn reserve(len: usize) -> Option<usize> {
-    debug_assert!(len > 0 && len % page_size() == 0);
+    debug_assert!(len > 0 && len.is_multiple_of(page_size()));
     let p = anon_rw(len, libc::MAP_NORESERVE)?;
     // Recent kernels already keep MAP_STACK mappings off huge pages; older
     // ones need telling. Failure only costs memory, so it is ignored.
@@ -104,7 +104,7 @@ pub unsafe fn decommit(addr: usize, len: usize) -> bool {
 /// unmaps the unaligned head and the tail, so what remains is exactly
 /// `[start, start + len)`.
 pub fn map_aligned(len: usize, align: usize) -> Option<usize> {
-    debug_assert!(align.is_power_of_two() && align % page_size() == 0);
+    debug_assert!(align.is_power_of_two() && align.is_multiple_of(page_size()));
     let total = len.checked_add(align)?;
     let raw = map(total)?;
     let start = round_up(raw, align)?;
