@@ -1271,7 +1271,7 @@ pub(crate) unsafe fn execute(m: *mut M, g: *mut G) -> ! {
     // SAFETY: the caller's guarantees; g's context is complete because it
     // was saved before g was queued (or made by newproc).
     unsafe {
-        set_resumed(g, (*(*m).sched).ps.len() == 1);
+        set_resumed(g, (*m).sched.as_ref_unchecked().ps.len() == 1);
         (*g).m = m;
         (*m).curg = g;
         (*m).note_running(g);
