@@ -21,7 +21,7 @@ use crate::trampoline::{gs_goentry, gs_gogo};
 use crate::{Config, Stats};
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
 /// Below this much stack in use the automatic trigger never fires.
@@ -117,6 +117,14 @@ pub(crate) const P_IDLE: u32 = 2;
 /// With one P nobody else ever touches the queue, so it is used without a
 /// lock (the switch path stays a few loads and stores); with several, idle
 /// Ms steal from it, so it is taken under a spin lock.
+///
+/// With several Ps there is also `runnext` (Go's p.runnext): one goroutine
+/// that runs next on this P, ahead of the queue -- the one just spawned, or
+/// the one that just yielded to it when nothing else was queued.  Only the
+/// holder puts a goroutine there; the holder takes it with a swap, a thief
+/// with a compare-and-swap, and spinning Ms leave it alone while the holder
+/// keeps scheduling (it will run it in a moment, on a warm cache).  So the
+/// spawn-then-yield pattern stays on one M and takes no queue lock.
 #[repr(C)]
 pub(crate) struct P {
     /// P_RUNNING, P_SYSCALL (its M is in a system call: the monitor may
@@ -135,6 +143,9 @@ pub(crate) struct P {
     /// head and tail are read by gs_yield_native (GS_P_RUNQ_HEAD/_TAIL).
     pub(crate) runq: UnsafeCell<GQueue>,
     len: AtomicUsize,
+    /// Several Ps only (null otherwise): the goroutine to run next, ahead
+    /// of `runq`; runnable, its context saved, on no queue.
+    runnext: AtomicPtr<G>,
     /// Used only by the M holding this P, on its system stack.
     cache: UnsafeCell<StackCache>,
     /// The cache-flush epoch this P's cache was last flushed at.
@@ -173,6 +184,7 @@ impl P {
             tick: AtomicU32::new(0),
             runq: UnsafeCell::new(GQueue::new()),
             len: AtomicUsize::new(0),
+            runnext: AtomicPtr::new(ptr::null_mut()),
             cache: UnsafeCell::new(StackCache::new()),
             flushed: AtomicU64::new(0),
             gfree: UnsafeCell::new(Vec::new()),
@@ -256,6 +268,56 @@ impl P {
 
     pub fn runq_len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
+    }
+
+    /// Whether this P has a goroutine to run: in `runnext` or queued.
+    /// SeqCst on `runnext`: the last look of an M about to sleep or stop
+    /// spinning pairs with [`P::put_next`]'s swap (see Sched::wake_idle).
+    fn has_work(&self) -> bool {
+        !self.runnext.load(Ordering::SeqCst).is_null() || self.runq_len() > 0
+    }
+
+    /// Several Ps: make `g` the next goroutine to run on this P; the one
+    /// that was there goes to the back of the queue.  The swap is a full
+    /// barrier: the caller's look for idle Ms after it (wake_after_publish)
+    /// needs no fence of its own.
+    ///
+    /// # Safety
+    /// Called by the M holding this (shared) P; `g` is live, runnable, its
+    /// context saved, and on no queue.
+    unsafe fn put_next(&self, g: *mut G) {
+        debug_assert!(self.shared);
+        let old = self.runnext.swap(g, Ordering::SeqCst);
+        if !old.is_null() {
+            // SAFETY: old was in runnext and we took it off: runnable,
+            // saved, on no queue.
+            unsafe { self.runq_push(old) };
+        }
+    }
+
+    /// Several Ps: take this P's `runnext`, if any.  Called by its holder.
+    #[inline]
+    fn take_next(&self) -> Option<*mut G> {
+        if self.runnext.load(Ordering::Relaxed).is_null() {
+            return None;
+        }
+        // A thief may take it meanwhile: swap, and see what we got.
+        let g = self.runnext.swap(ptr::null_mut(), Ordering::Acquire);
+        (!g.is_null()).then_some(g)
+    }
+
+    /// Take another P's `runnext` (a thief, past the grace its holder
+    /// gets).
+    fn steal_next(&self) -> Option<*mut G> {
+        let g = self.runnext.load(Ordering::Acquire);
+        if g.is_null() {
+            return None;
+        }
+        // If it is still g, g is still runnable and nobody else took it
+        // (whoever takes a goroutine out of runnext clears the slot first).
+        self.runnext
+            .compare_exchange(g, ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed)
+            .ok()
     }
 
     /// Take half of this P's queue (at least one) for `thief`: the first
@@ -387,6 +449,11 @@ pub struct Sched {
     /// Ms looking for work without sleeping (Go's nmspinning): while one
     /// spins, making work runnable wakes nobody -- the spinner will find it.
     nmspinning: AtomicUsize,
+    /// An idle M was notified and has not yet come out of its wait to
+    /// look for work (Go counts such an M as spinning at once): work made
+    /// meanwhile wakes nobody else -- it will find it.  Set and cleared
+    /// under `idle`.
+    wake_pending: AtomicBool,
     /// Every M of the runtime (for the monitor), and the Ms (with their
     /// g0s) whose threads ended: freed when the runtime ends.
     pub(crate) ms: Mutex<Vec<usize>>,
@@ -445,6 +512,7 @@ impl Sched {
             idle_cv: Condvar::new(),
             nmidle: AtomicUsize::new(0),
             nmspinning: AtomicUsize::new(0),
+            wake_pending: AtomicBool::new(false),
             ms: Mutex::new(Vec::new()),
             retired: Mutex::new(Vec::new()),
             idle_ps: Mutex::new(Vec::new()),
@@ -508,6 +576,28 @@ impl Sched {
         self.wake_idle();
     }
 
+    /// Make the just-spawned `g` runnable on the calling M's P: with
+    /// several Ps it runs next there (runnext, ahead of the queue; Go's
+    /// newproc does the same), and an idle M is woken as for any new work.
+    /// With one P it goes to the back of the queue (the switch paths of a
+    /// one-P runtime, assembly included, know no runnext).
+    ///
+    /// # Safety
+    /// `g` is live with its context saved and on no queue; called on an M
+    /// of this Sched (as newproc).
+    pub(crate) unsafe fn put_new(&self, g: *mut G) {
+        // SAFETY: the caller's guarantee; we run on an M of this Sched.
+        let p = unsafe { self.cur_p() };
+        if p.shared {
+            // SAFETY: the caller's guarantee; p is this M's own P.
+            unsafe { p.put_next(g) };
+            self.wake_after_publish();
+        } else {
+            // SAFETY: the caller's guarantee.
+            unsafe { p.runq_push(g) };
+        }
+    }
+
     fn pop_global(&self) -> Option<*mut G> {
         if self.global_len.load(Ordering::Relaxed) == 0 {
             return None;
@@ -545,12 +635,32 @@ impl Sched {
         // its announcement before its last look for work the same way, so
         // one of the two sees the other.
         core::sync::atomic::fence(Ordering::SeqCst);
-        if self.nmspinning.load(Ordering::Relaxed) > 0 {
+        self.wake_after_publish();
+    }
+
+    /// wake_idle's looks, for a caller that published its work with a
+    /// SeqCst read-modify-write (P::put_next's swap): that is the barrier
+    /// between the publication and these loads.  Several Ps only.
+    fn wake_after_publish(&self) {
+        if self.nmspinning.load(Ordering::SeqCst) > 0 || self.wake_pending.load(Ordering::SeqCst)
+        {
             return;
         }
         if self.nmidle.load(Ordering::SeqCst) > 0 {
             let _l = self.idle.lock().unwrap();
-            self.idle_cv.notify_one();
+            // Under the lock the counts are exact: an idle M counted in
+            // nmidle is in its wait, or was woken and waits for the lock
+            // (then it looks for work before it waits again).
+            if self.nmidle.load(Ordering::Relaxed) > 0 && !self.wake_pending.load(Ordering::Relaxed) {
+                self.wake_pending.store(true, Ordering::Relaxed);
+                if self.nspare.load(Ordering::SeqCst) > 0 {
+                    // Ms waiting for a P wait on the same condvar: make
+                    // sure an idle M is among the woken.
+                    self.idle_cv.notify_all();
+                } else {
+                    self.idle_cv.notify_one();
+                }
+            }
         }
     }
 
@@ -561,7 +671,7 @@ impl Sched {
     }
 
     fn any_work(&self) -> bool {
-        self.global_len.load(Ordering::Relaxed) > 0 || self.ps.iter().any(|p| p.runq_len() > 0)
+        self.global_len.load(Ordering::Relaxed) > 0 || self.ps.iter().any(|p| p.has_work())
     }
 
     /// A runnable goroutine for the M holding `p`: its own P's queue, then
@@ -577,6 +687,11 @@ impl Sched {
         let left = p.tick.load(Ordering::Relaxed);
         if left != 0 {
             p.tick.store(left - 1, Ordering::Relaxed);
+            if p.shared {
+                if let Some(g) = p.take_next() {
+                    return Some(g);
+                }
+            }
             if let Some(g) = p.runq_pop() {
                 return Some(g);
             }
@@ -589,8 +704,30 @@ impl Sched {
         self.find_runnable_slow(p)
     }
 
+    /// The goroutine a yield on `p` switches to: as find_runnable (the
+    /// global queue's turn, runnext, the local queue, the global queue),
+    /// without stealing: the yielding goroutine is runnable here, so this
+    /// P has work of its own.  Called by the M holding `p`, on g0.
+    fn next_for_yield(&self, p: &P) -> Option<*mut G> {
+        let left = p.tick.load(Ordering::Relaxed);
+        if left != 0 {
+            p.tick.store(left - 1, Ordering::Relaxed);
+            p.take_next()
+                .or_else(|| p.runq_pop())
+                .or_else(|| self.pop_global())
+        } else {
+            p.tick.store(GLOBAL_CHECK_EVERY, Ordering::Relaxed);
+            self.pop_global()
+                .or_else(|| p.take_next())
+                .or_else(|| p.runq_pop())
+        }
+    }
+
     #[inline(never)]
     fn find_runnable_slow(&self, p: &P) -> Option<*mut G> {
+        if let Some(g) = p.take_next() {
+            return Some(g);
+        }
         if let Some(g) = p.runq_pop() {
             return Some(g);
         }
@@ -614,10 +751,11 @@ impl Sched {
 
     /// A spinning M's search: look for work over and over for up to
     /// SPIN_FOR, as Go's spinning Ms do, then give up (the caller sleeps).
-    /// A victim P whose queue holds a single goroutine is left alone while
-    /// its M keeps scheduling (it will run it in a moment, on a warm cache;
-    /// Go protects `runnext` the same way); if its M has not scheduled for
-    /// STEAL_GRACE (it runs something long), the goroutine is taken.
+    /// A victim P with a single goroutine to run (in its `runnext`, or
+    /// alone on its queue) is left alone while its M keeps scheduling (it
+    /// will run it in a moment, on a warm cache; Go protects `runnext` the
+    /// same way); if its M has not scheduled for STEAL_GRACE_ROUNDS (it
+    /// runs something long), the goroutine is taken.
     ///
     /// Must be called by the M holding `p`, on its system stack.
     fn spin_for_work(&self, p: &P) -> Option<*mut G> {
@@ -631,7 +769,11 @@ impl Sched {
         let mut round = 0u32;
         'spin: loop {
             round = round.wrapping_add(1);
-            if let Some(g) = p.runq_pop().or_else(|| self.pop_global()) {
+            if let Some(g) = p
+                .take_next()
+                .or_else(|| p.runq_pop())
+                .or_else(|| self.pop_global())
+            {
                 found = Some(g);
                 break;
             }
@@ -640,10 +782,11 @@ impl Sched {
                     continue;
                 }
                 let len = victim.runq_len();
-                if len == 0 {
+                let next = !victim.runnext.load(Ordering::Relaxed).is_null();
+                if len == 0 && !next {
                     continue;
                 }
-                if len == 1 {
+                if len + next as usize == 1 {
                     let tick = victim.tick.load(Ordering::Relaxed);
                     let e = &mut seen[victim.id];
                     if e.0 != tick {
@@ -654,7 +797,12 @@ impl Sched {
                         continue;
                     }
                 }
-                if let Some(g) = victim.steal_into(p) {
+                let stolen = if len > 0 {
+                    victim.steal_into(p)
+                } else {
+                    victim.steal_next()
+                };
+                if let Some(g) = stolen {
                     found = Some(g);
                     break 'spin;
                 }
@@ -835,13 +983,13 @@ impl Sched {
     pub fn newproc(&self, start: Start, size: usize) -> Result<*mut G, SpawnError> {
         let g = self.newproc_unqueued(start, size)?;
         // SAFETY: g is fresh, runnable, on no queue; on an M's system stack.
-        unsafe { self.put_runnable(g) };
+        unsafe { self.put_new(g) };
         Ok(g)
     }
 
     /// [`Sched::newproc`] without putting the goroutine on a run queue: the
     /// caller finishes its bookkeeping first, then publishes it with
-    /// `put_runnable` (once published, another M may run it at once).
+    /// `put_new` (once published, another M may run it at once).
     pub(crate) fn newproc_unqueued(&self, start: Start, size: usize) -> Result<*mut G, SpawnError> {
         let (kind, stack_kind, want) = match start {
             Start::Native(_) => (GKind::Native, StackKind::Guarded, round_to_pages(size)),
@@ -1342,6 +1490,12 @@ pub(crate) unsafe fn schedule(m: *mut M) -> ! {
                     fatal("all goroutines are asleep - deadlock!");
                 }
                 l = sched.idle_cv.wait(l).unwrap();
+                // Out of the wait: we look for work again before waiting
+                // (the loop's condition), so work made from now on needs
+                // another wake-up, and work made before is seen (the
+                // fence orders this store before those looks).
+                sched.wake_pending.store(false, Ordering::SeqCst);
+                core::sync::atomic::fence(Ordering::SeqCst);
             }
             sched.nmidle.fetch_sub(1, Ordering::SeqCst);
             drop(l);
@@ -1369,8 +1523,10 @@ pub(crate) unsafe fn yield_switch(m: *mut M, g: *mut G) {
         let p = &*(*m).p.load(Ordering::Relaxed);
         if p.shared {
             // Another M could take g from the queue before its context is
-            // saved: go through g0, which queues it after saving.
-            if (*(*m).sched).any_work() {
+            // saved: go through g0, which queues it after saving.  Only
+            // this P's work and the global queue count: gs_park_yield
+            // steals nothing (g is runnable here).
+            if p.has_work() || (*(*m).sched).global_len.load(Ordering::Relaxed) > 0 {
                 crate::trampoline::mcall(g, gs_park_yield);
             }
             return;
@@ -1463,22 +1619,39 @@ extern "C" fn gs_park_schedule(g: *mut G) -> ! {
 }
 
 /// mcall target of managed code's `gs_yield` (and of a safe point that
-/// yields): requeue `g` behind the others and run the next one.
+/// yields), and of a native goroutine's yield with several Ps: requeue `g`
+/// behind the others and run the next one.
+///
+/// With several Ps, when nothing else waits on this P, g goes to its
+/// `runnext` (behind nobody: the same place), where spinning Ms leave it
+/// to this M, and no idle M is woken (the work did not grow; Go's Gosched
+/// wakes nobody either).  Else it goes to the back of the queue and an
+/// idle M is woken to help.
 #[no_mangle]
 pub extern "C" fn gs_park_yield(g: *mut G) -> ! {
     // SAFETY: mcall passes the goroutine that was running on this M; its
     // context is saved, so it may be queued.
     unsafe {
         let m = (*g).m;
+        let sched = &*(*m).sched;
         (*g).set_status(Status::Runnable);
         let p = &*(*m).p.load(Ordering::Relaxed);
-        let next = p.runq_pop();
-        p.runq_push(g);
-        (*(*m).sched).wake_idle();
-        match next {
-            Some(n) => execute(m, n),
-            None => schedule(m),
+        let Some(next) = sched.next_for_yield(p) else {
+            // Nothing else to run here: back through the scheduler.
+            p.runq_push(g);
+            sched.wake_idle();
+            schedule(m)
+        };
+        if p.shared && p.runq_len() == 0 && p.runnext.load(Ordering::Relaxed).is_null() {
+            // Only this P's holder (us) fills runnext; thieves only empty
+            // it: it stays empty until this store.  Release: g's saved
+            // context before it, for whoever takes it.
+            p.runnext.store(g, Ordering::Release);
+        } else {
+            p.runq_push(g);
+            sched.wake_idle();
         }
+        execute(m, next)
     }
 }
 
