@@ -93,12 +93,30 @@ impl GQueue {
     }
 }
 
+/// A value alone on its cache line (x86-64 and aarch64: 64 bytes).
+#[repr(C, align(64))]
+pub(crate) struct Padded<T>(pub T);
+
+impl<T> core::ops::Deref for Padded<T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// How long an M without work looks for some before sleeping.
 const SPIN_FOR: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// Spin rounds a victim P may keep its single queued goroutine while its
 /// M goes on scheduling, before a spinning M takes it (a few microseconds).
 const STEAL_GRACE_ROUNDS: u32 = 16;
+
+/// A spinning M looks at what a victim's holder writes on every schedule
+/// (its tick and runnext) once in this many rounds, and at the runtime's
+/// end and the clock as rarely: each such look pulls a line its owner
+/// writes all the time.  Divides STEAL_GRACE_ROUNDS.
+const SPIN_SLOW_LOOK: u32 = 8;
 
 /// Pause instructions between two looks of a spinning M (about 0.3-1 µs).
 const SPIN_PAUSES: u32 = 64;
@@ -125,7 +143,7 @@ pub(crate) const P_IDLE: u32 = 2;
 /// with a compare-and-swap, and spinning Ms leave it alone while the holder
 /// keeps scheduling (it will run it in a moment, on a warm cache).  So the
 /// spawn-then-yield pattern stays on one M and takes no queue lock.
-#[repr(C)]
+#[repr(C, align(64))]
 pub(crate) struct P {
     /// P_RUNNING, P_SYSCALL (its M is in a system call: the monitor may
     /// take it), or P_IDLE (held by no M).  First: gs_entersyscall writes
@@ -142,10 +160,14 @@ pub(crate) struct P {
     pub(crate) tick: AtomicU32,
     /// head and tail are read by gs_yield_native (GS_P_RUNQ_HEAD/_TAIL).
     pub(crate) runq: UnsafeCell<GQueue>,
-    len: AtomicUsize,
     /// Several Ps only (null otherwise): the goroutine to run next, ahead
     /// of `runq`; runnable, its context saved, on no queue.
     runnext: AtomicPtr<G>,
+    /// The queue's length, on a line of its own: spinning Ms read it on
+    /// every look, and the holder writes it only when the queue changes
+    /// (not on every schedule, as `tick` and `runnext` above), so those
+    /// looks cost the holder nothing while it runs from runnext.
+    len: Padded<AtomicUsize>,
     /// Used only by the M holding this P, on its system stack.
     cache: UnsafeCell<StackCache>,
     /// The cache-flush epoch this P's cache was last flushed at.
@@ -183,8 +205,8 @@ impl P {
             lock: AtomicBool::new(false),
             tick: AtomicU32::new(0),
             runq: UnsafeCell::new(GQueue::new()),
-            len: AtomicUsize::new(0),
             runnext: AtomicPtr::new(ptr::null_mut()),
+            len: Padded(AtomicUsize::new(0)),
             cache: UnsafeCell::new(StackCache::new()),
             flushed: AtomicU64::new(0),
             gfree: UnsafeCell::new(Vec::new()),
@@ -468,7 +490,9 @@ pub struct Sched {
     /// handle to one of them does).
     pub(crate) slab: std::sync::Arc<crate::g::GSlab>,
     next_id: AtomicU64,
-    alive: AtomicUsize,
+    /// Written on every spawn and exit: alone on its line, so that an M
+    /// that reads its neighbours while it spins does not slow those down.
+    alive: Padded<AtomicUsize>,
     grows: AtomicU64,
     bytes_copied: AtomicU64,
     peak_stack: AtomicUsize,
@@ -525,7 +549,7 @@ impl Sched {
                 free_with_stack: 0,
             }),
             next_id: AtomicU64::new(1),
-            alive: AtomicUsize::new(0),
+            alive: Padded(AtomicUsize::new(0)),
             grows: AtomicU64::new(0),
             bytes_copied: AtomicU64::new(0),
             peak_stack: AtomicUsize::new(0),
@@ -771,22 +795,31 @@ impl Sched {
             round = round.wrapping_add(1);
             if let Some(g) = p
                 .take_next()
-                .or_else(|| p.runq_pop())
+                .or_else(|| if p.runq_len() > 0 { p.runq_pop() } else { None })
                 .or_else(|| self.pop_global())
             {
                 found = Some(g);
                 break;
             }
+            let slow_look = round % SPIN_SLOW_LOOK == 0;
             for victim in self.ps.iter() {
                 if victim.id == p.id {
                     continue;
                 }
                 let len = victim.runq_len();
+                if len == 0 && !slow_look {
+                    // Its runnext is left to its holder for a while
+                    // anyway: look at it on slow looks only.
+                    continue;
+                }
                 let next = !victim.runnext.load(Ordering::Relaxed).is_null();
                 if len == 0 && !next {
                     continue;
                 }
                 if len + next as usize == 1 {
+                    if !slow_look {
+                        continue;
+                    }
                     let tick = victim.tick.load(Ordering::Relaxed);
                     let e = &mut seen[victim.id];
                     if e.0 != tick {
@@ -807,10 +840,11 @@ impl Sched {
                     break 'spin;
                 }
             }
-            if self.alive() == 0 || self.gc_wanted.load(Ordering::Relaxed) {
-                break;
-            }
-            if round % 16 == 0 && t0.elapsed() > SPIN_FOR {
+            if slow_look
+                && (self.alive() == 0
+                    || self.gc_wanted.load(Ordering::Relaxed)
+                    || t0.elapsed() > SPIN_FOR)
+            {
                 break;
             }
             // Look now and then, not flat out: every look pulls the other
