@@ -1556,13 +1556,7 @@ pub(crate) unsafe fn yield_switch(m: *mut M, g: *mut G) {
         // runtime has several Ps.
         let p = &*(*m).p.load(Ordering::Relaxed);
         if p.shared {
-            // Another M could take g from the queue before its context is
-            // saved: go through g0, which queues it after saving.  Only
-            // this P's work and the global queue count: gs_park_yield
-            // steals nothing (g is runnable here).
-            if p.has_work() || (*(*m).sched).global_len.load(Ordering::Relaxed) > 0 {
-                crate::trampoline::mcall(g, gs_park_yield);
-            }
+            yield_shared(m, g, p);
             return;
         }
         let sched = &*(*m).sched;
@@ -1584,6 +1578,52 @@ pub(crate) unsafe fn yield_switch(m: *mut M, g: *mut G) {
         };
         (*g).set_status(Status::Runnable);
         switch_direct(m, g, next);
+    }
+}
+
+/// yield_switch with several Ps.  The common case -- the global queue's
+/// turn has not come, nothing is queued here and runnext holds a goroutine
+/// that needs nothing done before it resumes -- switches to it directly,
+/// and g takes its place in runnext (the same place as the back of an
+/// empty queue) only once its context is saved: gs_switch_publish.  Else
+/// through g0 (gs_park_yield), which queues g after saving it.
+///
+/// # Safety
+/// `m` is this thread's M, `g` its running native goroutine (not in a
+/// system call window), on g's stack; `p` is m's P, shared.
+#[inline]
+unsafe fn yield_shared(m: *mut M, g: *mut G, p: &P) {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        let left = p.tick.load(Ordering::Relaxed);
+        if left != 0 && p.runq_len() == 0 {
+            if let Some(next) = p.take_next() {
+                if !(*next).chan_wake && (*next).in_syscall == 0 {
+                    p.tick.store(left - 1, Ordering::Relaxed);
+                    // As execute: next is ours (off runnext), wait for a
+                    // scan's claim on it to go.
+                    (*next).cas_status(Status::Runnable, Status::Running);
+                    (*next).m = m;
+                    (*m).curg = next;
+                    (*m).note_running(next);
+                    // g stays Running, on no queue, until it is saved.
+                    // runnext is empty (we emptied it) and only this M, in
+                    // this switch, fills it.
+                    crate::trampoline::gs_switch_publish(g, &(*next).sched, &p.runnext);
+                    return;
+                }
+                // Work to do before it resumes: back in its place (empty:
+                // only this P's holder fills it), and the general path.
+                p.runnext.store(next, Ordering::Release);
+            }
+        }
+        // Another M could take g from the queue before its context is
+        // saved: go through g0, which queues it after saving.  Only this
+        // P's work and the global queue count: gs_park_yield steals
+        // nothing (g is runnable here).
+        if p.has_work() || (*(*m).sched).global_len.load(Ordering::Relaxed) > 0 {
+            crate::trampoline::mcall(g, gs_park_yield);
+        }
     }
 }
 
