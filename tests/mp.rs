@@ -228,3 +228,126 @@ fn a_p_blocked_in_a_system_call_is_handed_to_another_m() {
     assert_eq!(*out.lock().unwrap(), Some(1));
     assert_eq!(r.stats().stack_in_use, 0);
 }
+
+/// Record of who ran on which thread, in one global order.
+#[derive(Default)]
+struct Trace(Mutex<Vec<(&'static str, std::thread::ThreadId)>>);
+
+impl Trace {
+    fn note(&self, who: &'static str) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((who, std::thread::current().id()));
+    }
+    /// What ran on `t` after the entry `after` (in order).
+    fn on_thread_after(&self, t: std::thread::ThreadId, after: &str) -> Vec<&'static str> {
+        let v = self.0.lock().unwrap();
+        let at = v.iter().position(|e| e.0 == after).expect("entry");
+        v[at + 1..]
+            .iter()
+            .filter(|e| e.1 == t)
+            .map(|e| e.0)
+            .collect()
+    }
+}
+
+/// With several Ps a spawned goroutine goes to its P's runnext: the yield
+/// that follows the spawn runs it before the goroutines queued earlier
+/// (which the other M may steal meanwhile; whatever it leaves would come
+/// first from a plain FIFO queue).
+#[test]
+fn a_spawned_goroutine_runs_next_on_its_p_before_older_queued_ones() {
+    for _ in 0..20 {
+        let trace = Arc::new(Trace::default());
+        let t2 = trace.clone();
+        rt(2).run(move || {
+            for name in ["old1", "old2", "old3", "new"] {
+                let t = t2.clone();
+                gstack::spawn(move || t.note(name));
+            }
+            t2.note("main yields");
+            let me = std::thread::current().id();
+            gstack::yield_now();
+            let after = t2.on_thread_after(me, "main yields");
+            assert_eq!(
+                after.first(),
+                Some(&"new"),
+                "on main's thread after its yield: {after:?}"
+            );
+        });
+    }
+}
+
+/// A goroutine in runnext is not kept from the other Ms for ever: when
+/// its P's M runs something long (here the spawner spins without
+/// yielding), the idle M -- asleep before the spawn, so the spawn must
+/// wake it -- takes it.  Several times over: every spawn after the first
+/// wake-up still wakes the M that went back to sleep.
+#[test]
+fn a_goroutine_in_runnext_is_stolen_when_its_m_is_busy_and_the_idle_m_is_woken() {
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant};
+    rt(2).run(|| {
+        let me = std::thread::current().id();
+        for round in 0..5 {
+            // The other M finds nothing, spins for a while, then sleeps.
+            std::thread::sleep(Duration::from_millis(20));
+            let ran = Arc::new(Mutex::new(None));
+            let done = Arc::new(AtomicBool::new(false));
+            let (r2, d2) = (ran.clone(), done.clone());
+            gstack::spawn(move || {
+                *r2.lock().unwrap() = Some(std::thread::current().id());
+                d2.store(true, Ordering::SeqCst);
+            });
+            let t0 = Instant::now();
+            while !done.load(Ordering::SeqCst) {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "round {round}: the spawned goroutine never ran while its M was busy"
+                );
+                std::hint::spin_loop();
+            }
+            let t = ran.lock().unwrap().expect("ran");
+            assert_ne!(t, me, "round {round}: it ran on the busy M's thread");
+        }
+    });
+}
+
+/// A goroutine that yields with nothing else queued waits in runnext
+/// (switched away from without going through g0); if the goroutine it
+/// yielded to keeps its M busy, the other M resumes it -- on another
+/// thread, with its context intact.
+#[test]
+fn a_yielded_goroutine_in_runnext_is_resumed_by_the_other_m_when_this_one_is_busy() {
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant};
+    rt(2).run(|| {
+        for round in 0..5 {
+            let resumed = Arc::new(AtomicBool::new(false));
+            let r2 = resumed.clone();
+            let before = std::thread::current().id();
+            // Values in callee-saved registers and on the stack across
+            // the switch.
+            let keep: Vec<u64> = (0..64).map(|i| i * 7 + round).collect();
+            let sum: u64 = keep.iter().sum();
+            gstack::spawn(move || {
+                let t0 = Instant::now();
+                while !r2.load(Ordering::SeqCst) {
+                    assert!(
+                        t0.elapsed() < Duration::from_secs(10),
+                        "round {round}: the yielded goroutine was never resumed"
+                    );
+                    std::hint::spin_loop();
+                }
+            });
+            gstack::yield_now();
+            let after = std::thread::current().id();
+            resumed.store(true, Ordering::SeqCst);
+            assert_eq!(keep.iter().sum::<u64>(), sum);
+            assert_ne!(before, after, "round {round}: resumed on its own thread");
+            // Let the spinner finish before the next round.
+            gstack::yield_now();
+        }
+    });
+}
