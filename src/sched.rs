@@ -666,8 +666,7 @@ impl Sched {
     /// SeqCst read-modify-write (P::put_next's swap): that is the barrier
     /// between the publication and these loads.  Several Ps only.
     fn wake_after_publish(&self) {
-        if self.nmspinning.load(Ordering::SeqCst) > 0 || self.wake_pending.load(Ordering::SeqCst)
-        {
+        if self.nmspinning.load(Ordering::SeqCst) > 0 || self.wake_pending.load(Ordering::SeqCst) {
             return;
         }
         if self.nmidle.load(Ordering::SeqCst) > 0 {
@@ -675,7 +674,8 @@ impl Sched {
             // Under the lock the counts are exact: an idle M counted in
             // nmidle is in its wait, or was woken and waits for the lock
             // (then it looks for work before it waits again).
-            if self.nmidle.load(Ordering::Relaxed) > 0 && !self.wake_pending.load(Ordering::Relaxed) {
+            if self.nmidle.load(Ordering::Relaxed) > 0 && !self.wake_pending.load(Ordering::Relaxed)
+            {
                 self.wake_pending.store(true, Ordering::Relaxed);
                 if self.nspare.load(Ordering::SeqCst) > 0 {
                     // Ms waiting for a P wait on the same condvar: make
@@ -801,7 +801,7 @@ impl Sched {
                 found = Some(g);
                 break;
             }
-            let slow_look = round % SPIN_SLOW_LOOK == 0;
+            let slow_look = round.is_multiple_of(SPIN_SLOW_LOOK);
             for victim in self.ps.iter() {
                 if victim.id == p.id {
                     continue;
