@@ -1533,6 +1533,12 @@ pub(crate) unsafe fn schedule(m: *mut M) -> ! {
             }
             sched.nmidle.fetch_sub(1, Ordering::SeqCst);
             drop(l);
+            // Work made while our wake-up was pending woke nobody else
+            // (wake_after_publish): if more Ms sleep, pass it on, as Go's
+            // woken spinning M does, so that the rest is not left to us.
+            if sched.nmidle.load(Ordering::SeqCst) > 0 && sched.any_work() {
+                sched.wake_idle();
+            }
         }
     }
 }

@@ -351,3 +351,51 @@ fn a_yielded_goroutine_in_runnext_is_resumed_by_the_other_m_when_this_one_is_bus
         }
     });
 }
+
+/// Work made while an idle M's wake-up is still pending wakes nobody by
+/// itself; the woken M passes the wake-up on while more Ms sleep and work
+/// is left.  Here three goroutines can only finish when all three run at
+/// once, while the spawner keeps its own M busy: every idle M of four Ps
+/// has to be woken, from three spawns made in a row.
+#[test]
+fn spawns_in_a_row_wake_every_idle_m_they_need() {
+    use std::time::{Duration, Instant};
+    let r = Runtime::new(Config {
+        procs: 4,
+        gc_percent: 0,
+        ..Config::default()
+    });
+    r.run(|| {
+        for round in 0..3 {
+            // Every other M goes to sleep.
+            std::thread::sleep(Duration::from_millis(20));
+            let arrived = Arc::new(AtomicUsize::new(0));
+            let done = Arc::new(AtomicUsize::new(0));
+            for _ in 0..3 {
+                let (a, d) = (arrived.clone(), done.clone());
+                gstack::spawn(move || {
+                    a.fetch_add(1, Ordering::SeqCst);
+                    let t0 = Instant::now();
+                    while a.load(Ordering::SeqCst) < 3 {
+                        assert!(
+                            t0.elapsed() < Duration::from_secs(10),
+                            "round {round}: only {} of 3 goroutines ran at once",
+                            a.load(Ordering::SeqCst)
+                        );
+                        std::hint::spin_loop();
+                    }
+                    d.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+            let t0 = Instant::now();
+            while done.load(Ordering::SeqCst) < 3 {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(20),
+                    "round {round}: {} of 3 done",
+                    done.load(Ordering::SeqCst)
+                );
+                std::hint::spin_loop();
+            }
+        }
+    });
+}
