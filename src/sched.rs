@@ -184,10 +184,26 @@ pub(crate) struct P {
     /// Counted by the holder with plain loads and stores; stats() sums.
     spawned: AtomicU64,
     recycled: AtomicU64,
+    /// What the M holding this P saw of the others while it spun
+    /// (spin_for_work): kept from one spin to the next, so that the grace
+    /// a victim's single goroutine gets is counted in spin rounds however
+    /// short each spin is (on a slow machine one spin may end before the
+    /// grace does).  Only the holder touches it, on its system stack.
+    spin: UnsafeCell<SpinState>,
+}
+
+/// See [`P::spin`].
+struct SpinState {
+    /// Spin rounds so far.
+    round: u32,
+    /// Per P: its schedule tick when first seen holding a single goroutine
+    /// to run, and the round of that look.
+    seen: Vec<(u32, u32)>,
 }
 
 // SAFETY: the queue is touched under `lock` when shared (several Ps), and
-// only by its own thread when not; the cache only by the M holding the P.
+// only by its own thread when not; the cache, the free list and the spin
+// state only by the M holding the P; runnext only through its atomics.
 unsafe impl Send for P {}
 unsafe impl Sync for P {}
 
@@ -214,6 +230,10 @@ impl P {
             id_end: AtomicU64::new(0),
             spawned: AtomicU64::new(0),
             recycled: AtomicU64::new(0),
+            spin: UnsafeCell::new(SpinState {
+                round: 0,
+                seen: Vec::new(),
+            }),
         }
     }
 
@@ -786,13 +806,16 @@ impl Sched {
         let n = self.ps.len();
         self.nmspinning.fetch_add(1, Ordering::SeqCst);
         let t0 = std::time::Instant::now();
-        // Per victim: its schedule tick when we first saw it holding a
-        // single goroutine, and since when (spin rounds).
-        let mut seen: Vec<(u32, u32)> = vec![(u32::MAX, 0); n];
+        // SAFETY: we hold p and run on our system stack; nothing else
+        // borrows its spin state while we spin.
+        let st = unsafe { &mut *p.spin.get() };
+        if st.seen.len() != n {
+            st.seen = vec![(u32::MAX, 0); n];
+        }
         let mut found = None;
-        let mut round = 0u32;
         'spin: loop {
-            round = round.wrapping_add(1);
+            st.round = st.round.wrapping_add(1);
+            let round = st.round;
             if let Some(g) = p
                 .take_next()
                 .or_else(|| if p.runq_len() > 0 { p.runq_pop() } else { None })
@@ -821,7 +844,7 @@ impl Sched {
                         continue;
                     }
                     let tick = victim.tick.load(Ordering::Relaxed);
-                    let e = &mut seen[victim.id];
+                    let e = &mut st.seen[victim.id];
                     if e.0 != tick {
                         *e = (tick, round);
                         continue;
@@ -854,12 +877,17 @@ impl Sched {
                 core::hint::spin_loop();
             }
         }
-        self.nmspinning.fetch_sub(1, Ordering::SeqCst);
+        let last = self.nmspinning.fetch_sub(1, Ordering::SeqCst) == 1;
         if found.is_none() {
             // Producers that saw us spinning woke nobody: look once more
             // after announcing we stopped (see wake_idle).
             core::sync::atomic::fence(Ordering::SeqCst);
             found = self.find_runnable(p);
+        }
+        if found.is_some() && last && self.nmidle.load(Ordering::SeqCst) > 0 && self.any_work() {
+            // The same for what is left: we take one goroutine, and the
+            // rest was made while we spun (Go's resetspinning).
+            self.wake_idle();
         }
         found
     }

@@ -254,22 +254,42 @@ impl Trace {
 
 /// With several Ps a spawned goroutine goes to its P's runnext: the yield
 /// that follows the spawn runs it before the goroutines queued earlier
-/// (which the other M may steal meanwhile; whatever it leaves would come
-/// first from a plain FIFO queue).
+/// (a plain FIFO queue would run "old1" first).  The other M is kept busy
+/// meanwhile (a goroutine it took while main spun), so none of them is
+/// stolen and the order on main's thread is the P's own.
 #[test]
 fn a_spawned_goroutine_runs_next_on_its_p_before_older_queued_ones() {
-    for _ in 0..20 {
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant};
+    for _ in 0..5 {
         let trace = Arc::new(Trace::default());
         let t2 = trace.clone();
         rt(2).run(move || {
+            let me = std::thread::current().id();
+            let started = Arc::new(Mutex::new(None));
+            let release = Arc::new(AtomicBool::new(false));
+            let (s2, r2) = (started.clone(), release.clone());
+            gstack::spawn(move || {
+                *s2.lock().unwrap() = Some(std::thread::current().id());
+                while !r2.load(Ordering::SeqCst) {
+                    std::hint::spin_loop();
+                }
+            });
+            // Spin (no yield) until the other M took the blocker.
+            let t0 = Instant::now();
+            while started.lock().unwrap().is_none() {
+                assert!(t0.elapsed() < Duration::from_secs(10), "blocker never ran");
+                std::hint::spin_loop();
+            }
+            assert_ne!(*started.lock().unwrap(), Some(me));
             for name in ["old1", "old2", "old3", "new"] {
                 let t = t2.clone();
                 gstack::spawn(move || t.note(name));
             }
             t2.note("main yields");
-            let me = std::thread::current().id();
             gstack::yield_now();
             let after = t2.on_thread_after(me, "main yields");
+            release.store(true, Ordering::SeqCst);
             assert_eq!(
                 after.first(),
                 Some(&"new"),
