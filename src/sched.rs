@@ -196,9 +196,10 @@ pub(crate) struct P {
 struct SpinState {
     /// Spin rounds so far.
     round: u32,
-    /// Per P: its schedule tick when first seen holding a single goroutine
-    /// to run, and the round of that look.
-    seen: Vec<(u32, u32)>,
+    /// Per P: its holder's schedule count (M::schedtick, which never
+    /// repeats, unlike the P's countdown `tick`) when first seen holding a
+    /// single goroutine to run, and the round of that look.
+    seen: Vec<(u64, u32)>,
 }
 
 // SAFETY: the queue is touched under `lock` when shared (several Ps), and
@@ -810,7 +811,7 @@ impl Sched {
         // borrows its spin state while we spin.
         let st = unsafe { &mut *p.spin.get() };
         if st.seen.len() != n {
-            st.seen = vec![(u32::MAX, 0); n];
+            st.seen = vec![(u64::MAX, 0); n];
         }
         let mut found = None;
         'spin: loop {
@@ -843,14 +844,20 @@ impl Sched {
                     if !slow_look {
                         continue;
                     }
-                    let tick = victim.tick.load(Ordering::Relaxed);
-                    let e = &mut st.seen[victim.id];
-                    if e.0 != tick {
-                        *e = (tick, round);
-                        continue;
-                    }
-                    if round.wrapping_sub(e.1) < STEAL_GRACE_ROUNDS {
-                        continue;
+                    let owner = victim.owner.load(Ordering::Acquire) as *const M;
+                    // No holder (handed off): nobody else will run it.
+                    if !owner.is_null() {
+                        // SAFETY: a runtime's Ms live until it ends (retired
+                        // ones too), and we are one of its Ms.
+                        let tick = unsafe { (*owner).schedtick.load(Ordering::Relaxed) };
+                        let e = &mut st.seen[victim.id];
+                        if e.0 != tick {
+                            *e = (tick, round);
+                            continue;
+                        }
+                        if round.wrapping_sub(e.1) < STEAL_GRACE_ROUNDS {
+                            continue;
+                        }
                     }
                 }
                 let stolen = if len > 0 {
