@@ -33,7 +33,8 @@
  * them.  The object is marked BTI-compatible in .note.gnu.property.
  *
  * G fields used: stack_lo 0, stack_hi 8, m 24, sched 32 (a Context),
- * and by gs_yield_native schedlink, status, chan_wake, in_syscall.
+ * by gs_yield_native schedlink, status, chan_wake, in_syscall, and by
+ * gs_switch_publish status.
  * M fields used: g0 0; gs_yield_native also curg, p, running, schedtick
  * and P's shared, tick, runq head and tail.  The Rust side asserts all of
  * these at compile time (src/abi.rs).
@@ -110,6 +111,51 @@ gs_swapcontext:
         b       gs_gogo
         .cfi_endproc
         .size   gs_swapcontext, . - gs_swapcontext
+
+/*
+ * void gs_switch_publish(G *g, const Context *to, G **slot)
+ *
+ * A yield with several Ps (see asm/x86_64.S): save the caller's context in
+ * g->sched as gs_swapcontext does, load *to, and only once sp is to->sp
+ * (nothing more is written on g's stack) make g runnable: g->status =
+ * RUNNABLE, then *slot = g, both store-releases (the second orders the
+ * context and the status before it for whoever takes g from *slot); then
+ * continue at to->pc (`ret`, as gs_gogo: BTI does not check a return).
+ *
+ *   x0 = g, x1 = to, x2 = slot; x9 = &g->sched
+ */
+        .globl  gs_switch_publish
+        .hidden gs_switch_publish
+        .type   gs_switch_publish, %function
+        .p2align 4
+gs_switch_publish:
+        .cfi_startproc
+        BTI_C
+        add     x9, x0, #GS_G_SCHED
+        mov     x10, sp
+        str     x10, [x9, #GS_CTX_SP]
+        str     x30, [x9, #GS_CTX_PC]
+        SAVE_CALLEE x9, 0
+        ldp     x19, x20, [x1, #GS_CTX_X19]
+        ldp     x21, x22, [x1, #GS_CTX_X21]
+        ldp     x23, x24, [x1, #GS_CTX_X23]
+        ldp     x25, x26, [x1, #GS_CTX_X25]
+        ldp     x27, x28, [x1, #GS_CTX_X27]
+        ldp     d8,  d9,  [x1, #GS_CTX_D8]
+        ldp     d10, d11, [x1, #GS_CTX_D10]
+        ldp     d12, d13, [x1, #GS_CTX_D12]
+        ldp     d14, d15, [x1, #GS_CTX_D14]
+        ldr     x29, [x1, #GS_CTX_FP]
+        ldr     x10, [x1, #GS_CTX_SP]
+        mov     sp, x10
+        ldr     x30, [x1, #GS_CTX_PC]
+        mov     w10, #GS_STATUS_RUNNABLE
+        add     x11, x0, #GS_G_STATUS
+        stlr    w10, [x11]
+        stlr    x0, [x2]
+        ret     x30
+        .cfi_endproc
+        .size   gs_switch_publish, . - gs_switch_publish
 
 /*
  * void gs_yield_native(void)

@@ -30,7 +30,8 @@
  * direction flag is clear at every call and stays clear here.
  *
  * G fields used: stack_lo 0, stack_hi 8, m 24, sched 32 (a Context),
- * and by gs_yield_native schedlink, status, chan_wake, in_syscall.
+ * by gs_yield_native schedlink, status, chan_wake, in_syscall, and by
+ * gs_switch_publish status.
  * M fields used: g0 0; gs_yield_native also curg, p, running, schedtick
  * and P's shared, tick, runq head and tail.  The Rust side asserts all of
  * these at compile time (src/abi.rs).
@@ -185,6 +186,54 @@ gs_swapcontext:
         ret
         .cfi_endproc
         .size   gs_swapcontext, . - gs_swapcontext
+
+/*
+ * void gs_switch_publish(G *g, const Context *to, G **slot)
+ *
+ * A yield with several Ps (sched.rs's yield_switch): save the caller's
+ * context in g->sched as gs_swapcontext does (resuming it returns from
+ * this call), continue in *to -- and only once g is saved, and we are off
+ * its stack, make g runnable: g->status = RUNNABLE, then *slot = g (its
+ * P's runnext), where another M may take it at once.  Until then g stays
+ * Running and out of every queue, so no other M can resume it before its
+ * context is complete, and nothing (not even a signal frame) is written
+ * on its stack after it is published: rsp is already to->sp.
+ *
+ * The stores are plain: x86-64 keeps stores in program order, so whoever
+ * sees g in *slot sees its context and status (Rust's Release).
+ *
+ *   rdi = g, rsi = to, rdx = slot; r8 = &g->sched
+ */
+        .globl  gs_switch_publish
+        .hidden gs_switch_publish
+        .type   gs_switch_publish, @function
+        .p2align 4
+gs_switch_publish:
+        .cfi_startproc
+        READ_CW
+        lea     r8, [rdi + GS_G_SCHED]
+        SAVE_AT_CALL r8
+        mov     eax, [rsp - 8]
+        movzx   ecx, word ptr [rsp - 4]
+        mov     [r8 + GS_CTX_MXCSR], eax
+        mov     [r8 + GS_CTX_FPCW], cx
+        /* Control words: loaded only when they differ (see SWITCH_SAME_CW:
+           ldmxcsr and fldcw are slow; the MXCSR status flags do not count). */
+        xor     eax, [rsi + GS_CTX_MXCSR]
+        test    eax, GS_MXCSR_CONTROL
+        jz      1f
+        ldmxcsr [rsi + GS_CTX_MXCSR]
+1:      cmp     cx, word ptr [rsi + GS_CTX_FPCW]
+        je      2f
+        fldcw   [rsi + GS_CTX_FPCW]
+2:      LOAD_CALLEE rsi
+        mov     rsp, [rsi + GS_CTX_SP]
+        .cfi_undefined rip              /* off g's stack: no caller to name */
+        mov     dword ptr [rdi + GS_G_STATUS], GS_STATUS_RUNNABLE
+        mov     [rdx], rdi
+        jmp     [rsi + GS_CTX_PC]
+        .cfi_endproc
+        .size   gs_switch_publish, . - gs_switch_publish
 
 /*
  * gs_yield_native  -- not a C function: called only from the inline asm of

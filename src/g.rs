@@ -566,7 +566,22 @@ impl G {
     /// Change the status from `from` to `to`, waiting while a scan holds
     /// the goroutine (its claim is short: a walk, maybe a copy).  Any other
     /// status is a broken invariant.
+    #[inline]
     pub fn cas_status(&self, from: Status, to: Status) {
+        // The common case inline: nobody holds it.
+        if self
+            .status
+            .compare_exchange(from as u32, to as u32, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            self.cas_status_slow(from, to)
+        }
+    }
+
+    /// cas_status when the first try failed: wait out a scan's claim.
+    #[cold]
+    #[inline(never)]
+    fn cas_status_slow(&self, from: Status, to: Status) {
         let mut spins = 0u32;
         loop {
             match self.status.compare_exchange_weak(

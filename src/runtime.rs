@@ -345,7 +345,7 @@ fn spawn_native(sched: &Sched, body: crate::g::NativeFn, size: usize) -> Result<
     // it exit and reuse the G for a spawn of its own.
     unsafe {
         let id = (*g).id;
-        sched.put_runnable(g);
+        sched.put_new(g);
         Ok(id)
     }
 }

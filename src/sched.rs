@@ -21,7 +21,7 @@ use crate::trampoline::{gs_goentry, gs_gogo};
 use crate::{Config, Stats};
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
 /// Below this much stack in use the automatic trigger never fires.
@@ -93,12 +93,30 @@ impl GQueue {
     }
 }
 
+/// A value alone on its cache line (x86-64 and aarch64: 64 bytes).
+#[repr(C, align(64))]
+pub(crate) struct Padded<T>(pub T);
+
+impl<T> core::ops::Deref for Padded<T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// How long an M without work looks for some before sleeping.
 const SPIN_FOR: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// Spin rounds a victim P may keep its single queued goroutine while its
 /// M goes on scheduling, before a spinning M takes it (a few microseconds).
 const STEAL_GRACE_ROUNDS: u32 = 16;
+
+/// A spinning M looks at what a victim's holder writes on every schedule
+/// (its tick and runnext) once in this many rounds, and at the runtime's
+/// end and the clock as rarely: each such look pulls a line its owner
+/// writes all the time.  Divides STEAL_GRACE_ROUNDS.
+const SPIN_SLOW_LOOK: u32 = 8;
 
 /// Pause instructions between two looks of a spinning M (about 0.3-1 µs).
 const SPIN_PAUSES: u32 = 64;
@@ -117,7 +135,15 @@ pub(crate) const P_IDLE: u32 = 2;
 /// With one P nobody else ever touches the queue, so it is used without a
 /// lock (the switch path stays a few loads and stores); with several, idle
 /// Ms steal from it, so it is taken under a spin lock.
-#[repr(C)]
+///
+/// With several Ps there is also `runnext` (Go's p.runnext): one goroutine
+/// that runs next on this P, ahead of the queue -- the one just spawned, or
+/// the one that just yielded to it when nothing else was queued.  Only the
+/// holder puts a goroutine there; the holder takes it with a swap, a thief
+/// with a compare-and-swap, and spinning Ms leave it alone while the holder
+/// keeps scheduling (it will run it in a moment, on a warm cache).  So the
+/// spawn-then-yield pattern stays on one M and takes no queue lock.
+#[repr(C, align(64))]
 pub(crate) struct P {
     /// P_RUNNING, P_SYSCALL (its M is in a system call: the monitor may
     /// take it), or P_IDLE (held by no M).  First: gs_entersyscall writes
@@ -134,7 +160,14 @@ pub(crate) struct P {
     pub(crate) tick: AtomicU32,
     /// head and tail are read by gs_yield_native (GS_P_RUNQ_HEAD/_TAIL).
     pub(crate) runq: UnsafeCell<GQueue>,
-    len: AtomicUsize,
+    /// Several Ps only (null otherwise): the goroutine to run next, ahead
+    /// of `runq`; runnable, its context saved, on no queue.
+    runnext: AtomicPtr<G>,
+    /// The queue's length, on a line of its own: spinning Ms read it on
+    /// every look, and the holder writes it only when the queue changes
+    /// (not on every schedule, as `tick` and `runnext` above), so those
+    /// looks cost the holder nothing while it runs from runnext.
+    len: Padded<AtomicUsize>,
     /// Used only by the M holding this P, on its system stack.
     cache: UnsafeCell<StackCache>,
     /// The cache-flush epoch this P's cache was last flushed at.
@@ -151,10 +184,27 @@ pub(crate) struct P {
     /// Counted by the holder with plain loads and stores; stats() sums.
     spawned: AtomicU64,
     recycled: AtomicU64,
+    /// What the M holding this P saw of the others while it spun
+    /// (spin_for_work): kept from one spin to the next, so that the grace
+    /// a victim's single goroutine gets is counted in spin rounds however
+    /// short each spin is (on a slow machine one spin may end before the
+    /// grace does).  Only the holder touches it, on its system stack.
+    spin: UnsafeCell<SpinState>,
+}
+
+/// See [`P::spin`].
+struct SpinState {
+    /// Spin rounds so far.
+    round: u32,
+    /// Per P: its holder's schedule count (M::schedtick, which never
+    /// repeats, unlike the P's countdown `tick`) when first seen holding a
+    /// single goroutine to run, and the round of that look.
+    seen: Vec<(u64, u32)>,
 }
 
 // SAFETY: the queue is touched under `lock` when shared (several Ps), and
-// only by its own thread when not; the cache only by the M holding the P.
+// only by its own thread when not; the cache, the free list and the spin
+// state only by the M holding the P; runnext only through its atomics.
 unsafe impl Send for P {}
 unsafe impl Sync for P {}
 
@@ -172,7 +222,8 @@ impl P {
             lock: AtomicBool::new(false),
             tick: AtomicU32::new(0),
             runq: UnsafeCell::new(GQueue::new()),
-            len: AtomicUsize::new(0),
+            runnext: AtomicPtr::new(ptr::null_mut()),
+            len: Padded(AtomicUsize::new(0)),
             cache: UnsafeCell::new(StackCache::new()),
             flushed: AtomicU64::new(0),
             gfree: UnsafeCell::new(Vec::new()),
@@ -180,6 +231,10 @@ impl P {
             id_end: AtomicU64::new(0),
             spawned: AtomicU64::new(0),
             recycled: AtomicU64::new(0),
+            spin: UnsafeCell::new(SpinState {
+                round: 0,
+                seen: Vec::new(),
+            }),
         }
     }
 
@@ -256,6 +311,56 @@ impl P {
 
     pub fn runq_len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
+    }
+
+    /// Whether this P has a goroutine to run: in `runnext` or queued.
+    /// SeqCst on `runnext`: the last look of an M about to sleep or stop
+    /// spinning pairs with [`P::put_next`]'s swap (see Sched::wake_idle).
+    fn has_work(&self) -> bool {
+        !self.runnext.load(Ordering::SeqCst).is_null() || self.runq_len() > 0
+    }
+
+    /// Several Ps: make `g` the next goroutine to run on this P; the one
+    /// that was there goes to the back of the queue.  The swap is a full
+    /// barrier: the caller's look for idle Ms after it (wake_after_publish)
+    /// needs no fence of its own.
+    ///
+    /// # Safety
+    /// Called by the M holding this (shared) P; `g` is live, runnable, its
+    /// context saved, and on no queue.
+    unsafe fn put_next(&self, g: *mut G) {
+        debug_assert!(self.shared);
+        let old = self.runnext.swap(g, Ordering::SeqCst);
+        if !old.is_null() {
+            // SAFETY: old was in runnext and we took it off: runnable,
+            // saved, on no queue.
+            unsafe { self.runq_push(old) };
+        }
+    }
+
+    /// Several Ps: take this P's `runnext`, if any.  Called by its holder.
+    #[inline]
+    fn take_next(&self) -> Option<*mut G> {
+        if self.runnext.load(Ordering::Relaxed).is_null() {
+            return None;
+        }
+        // A thief may take it meanwhile: swap, and see what we got.
+        let g = self.runnext.swap(ptr::null_mut(), Ordering::Acquire);
+        (!g.is_null()).then_some(g)
+    }
+
+    /// Take another P's `runnext` (a thief, past the grace its holder
+    /// gets).
+    fn steal_next(&self) -> Option<*mut G> {
+        let g = self.runnext.load(Ordering::Acquire);
+        if g.is_null() {
+            return None;
+        }
+        // If it is still g, g is still runnable and nobody else took it
+        // (whoever takes a goroutine out of runnext clears the slot first).
+        self.runnext
+            .compare_exchange(g, ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed)
+            .ok()
     }
 
     /// Take half of this P's queue (at least one) for `thief`: the first
@@ -387,6 +492,11 @@ pub struct Sched {
     /// Ms looking for work without sleeping (Go's nmspinning): while one
     /// spins, making work runnable wakes nobody -- the spinner will find it.
     nmspinning: AtomicUsize,
+    /// An idle M was notified and has not yet come out of its wait to
+    /// look for work (Go counts such an M as spinning at once): work made
+    /// meanwhile wakes nobody else -- it will find it.  Set and cleared
+    /// under `idle`.
+    wake_pending: AtomicBool,
     /// Every M of the runtime (for the monitor), and the Ms (with their
     /// g0s) whose threads ended: freed when the runtime ends.
     pub(crate) ms: Mutex<Vec<usize>>,
@@ -401,7 +511,9 @@ pub struct Sched {
     /// handle to one of them does).
     pub(crate) slab: std::sync::Arc<crate::g::GSlab>,
     next_id: AtomicU64,
-    alive: AtomicUsize,
+    /// Written on every spawn and exit: alone on its line, so that an M
+    /// that reads its neighbours while it spins does not slow those down.
+    alive: Padded<AtomicUsize>,
     grows: AtomicU64,
     bytes_copied: AtomicU64,
     peak_stack: AtomicUsize,
@@ -445,6 +557,7 @@ impl Sched {
             idle_cv: Condvar::new(),
             nmidle: AtomicUsize::new(0),
             nmspinning: AtomicUsize::new(0),
+            wake_pending: AtomicBool::new(false),
             ms: Mutex::new(Vec::new()),
             retired: Mutex::new(Vec::new()),
             idle_ps: Mutex::new(Vec::new()),
@@ -457,7 +570,7 @@ impl Sched {
                 free_with_stack: 0,
             }),
             next_id: AtomicU64::new(1),
-            alive: AtomicUsize::new(0),
+            alive: Padded(AtomicUsize::new(0)),
             grows: AtomicU64::new(0),
             bytes_copied: AtomicU64::new(0),
             peak_stack: AtomicUsize::new(0),
@@ -508,6 +621,28 @@ impl Sched {
         self.wake_idle();
     }
 
+    /// Make the just-spawned `g` runnable on the calling M's P: with
+    /// several Ps it runs next there (runnext, ahead of the queue; Go's
+    /// newproc does the same), and an idle M is woken as for any new work.
+    /// With one P it goes to the back of the queue (the switch paths of a
+    /// one-P runtime, assembly included, know no runnext).
+    ///
+    /// # Safety
+    /// `g` is live with its context saved and on no queue; called on an M
+    /// of this Sched (as newproc).
+    pub(crate) unsafe fn put_new(&self, g: *mut G) {
+        // SAFETY: the caller's guarantee; we run on an M of this Sched.
+        let p = unsafe { self.cur_p() };
+        if p.shared {
+            // SAFETY: the caller's guarantee; p is this M's own P.
+            unsafe { p.put_next(g) };
+            self.wake_after_publish();
+        } else {
+            // SAFETY: the caller's guarantee.
+            unsafe { p.runq_push(g) };
+        }
+    }
+
     fn pop_global(&self) -> Option<*mut G> {
         if self.global_len.load(Ordering::Relaxed) == 0 {
             return None;
@@ -545,12 +680,32 @@ impl Sched {
         // its announcement before its last look for work the same way, so
         // one of the two sees the other.
         core::sync::atomic::fence(Ordering::SeqCst);
-        if self.nmspinning.load(Ordering::Relaxed) > 0 {
+        self.wake_after_publish();
+    }
+
+    /// wake_idle's looks, for a caller that published its work with a
+    /// SeqCst read-modify-write (P::put_next's swap): that is the barrier
+    /// between the publication and these loads.  Several Ps only.
+    fn wake_after_publish(&self) {
+        if self.nmspinning.load(Ordering::SeqCst) > 0 || self.wake_pending.load(Ordering::SeqCst) {
             return;
         }
         if self.nmidle.load(Ordering::SeqCst) > 0 {
             let _l = self.idle.lock().unwrap();
-            self.idle_cv.notify_one();
+            // Under the lock the counts are exact: an idle M counted in
+            // nmidle is in its wait, or was woken and waits for the lock
+            // (then it looks for work before it waits again).
+            if self.nmidle.load(Ordering::Relaxed) > 0 && !self.wake_pending.load(Ordering::Relaxed)
+            {
+                self.wake_pending.store(true, Ordering::Relaxed);
+                if self.nspare.load(Ordering::SeqCst) > 0 {
+                    // Ms waiting for a P wait on the same condvar: make
+                    // sure an idle M is among the woken.
+                    self.idle_cv.notify_all();
+                } else {
+                    self.idle_cv.notify_one();
+                }
+            }
         }
     }
 
@@ -561,7 +716,7 @@ impl Sched {
     }
 
     fn any_work(&self) -> bool {
-        self.global_len.load(Ordering::Relaxed) > 0 || self.ps.iter().any(|p| p.runq_len() > 0)
+        self.global_len.load(Ordering::Relaxed) > 0 || self.ps.iter().any(|p| p.has_work())
     }
 
     /// A runnable goroutine for the M holding `p`: its own P's queue, then
@@ -577,6 +732,11 @@ impl Sched {
         let left = p.tick.load(Ordering::Relaxed);
         if left != 0 {
             p.tick.store(left - 1, Ordering::Relaxed);
+            if p.shared {
+                if let Some(g) = p.take_next() {
+                    return Some(g);
+                }
+            }
             if let Some(g) = p.runq_pop() {
                 return Some(g);
             }
@@ -589,8 +749,30 @@ impl Sched {
         self.find_runnable_slow(p)
     }
 
+    /// The goroutine a yield on `p` switches to: as find_runnable (the
+    /// global queue's turn, runnext, the local queue, the global queue),
+    /// without stealing: the yielding goroutine is runnable here, so this
+    /// P has work of its own.  Called by the M holding `p`, on g0.
+    fn next_for_yield(&self, p: &P) -> Option<*mut G> {
+        let left = p.tick.load(Ordering::Relaxed);
+        if left != 0 {
+            p.tick.store(left - 1, Ordering::Relaxed);
+            p.take_next()
+                .or_else(|| p.runq_pop())
+                .or_else(|| self.pop_global())
+        } else {
+            p.tick.store(GLOBAL_CHECK_EVERY, Ordering::Relaxed);
+            self.pop_global()
+                .or_else(|| p.take_next())
+                .or_else(|| p.runq_pop())
+        }
+    }
+
     #[inline(never)]
     fn find_runnable_slow(&self, p: &P) -> Option<*mut G> {
+        if let Some(g) = p.take_next() {
+            return Some(g);
+        }
         if let Some(g) = p.runq_pop() {
             return Some(g);
         }
@@ -614,55 +796,85 @@ impl Sched {
 
     /// A spinning M's search: look for work over and over for up to
     /// SPIN_FOR, as Go's spinning Ms do, then give up (the caller sleeps).
-    /// A victim P whose queue holds a single goroutine is left alone while
-    /// its M keeps scheduling (it will run it in a moment, on a warm cache;
-    /// Go protects `runnext` the same way); if its M has not scheduled for
-    /// STEAL_GRACE (it runs something long), the goroutine is taken.
+    /// A victim P with a single goroutine to run (in its `runnext`, or
+    /// alone on its queue) is left alone while its M keeps scheduling (it
+    /// will run it in a moment, on a warm cache; Go protects `runnext` the
+    /// same way); if its M has not scheduled for STEAL_GRACE_ROUNDS (it
+    /// runs something long), the goroutine is taken.
     ///
     /// Must be called by the M holding `p`, on its system stack.
     fn spin_for_work(&self, p: &P) -> Option<*mut G> {
         let n = self.ps.len();
         self.nmspinning.fetch_add(1, Ordering::SeqCst);
         let t0 = std::time::Instant::now();
-        // Per victim: its schedule tick when we first saw it holding a
-        // single goroutine, and since when (spin rounds).
-        let mut seen: Vec<(u32, u32)> = vec![(u32::MAX, 0); n];
+        // SAFETY: we hold p and run on our system stack; nothing else
+        // borrows its spin state while we spin.
+        let st = unsafe { &mut *p.spin.get() };
+        if st.seen.len() != n {
+            st.seen = vec![(u64::MAX, 0); n];
+        }
         let mut found = None;
-        let mut round = 0u32;
         'spin: loop {
-            round = round.wrapping_add(1);
-            if let Some(g) = p.runq_pop().or_else(|| self.pop_global()) {
+            st.round = st.round.wrapping_add(1);
+            let round = st.round;
+            if let Some(g) = p
+                .take_next()
+                .or_else(|| if p.runq_len() > 0 { p.runq_pop() } else { None })
+                .or_else(|| self.pop_global())
+            {
                 found = Some(g);
                 break;
             }
+            let slow_look = round.is_multiple_of(SPIN_SLOW_LOOK);
             for victim in self.ps.iter() {
                 if victim.id == p.id {
                     continue;
                 }
                 let len = victim.runq_len();
-                if len == 0 {
+                if len == 0 && !slow_look {
+                    // Its runnext is left to its holder for a while
+                    // anyway: look at it on slow looks only.
                     continue;
                 }
-                if len == 1 {
-                    let tick = victim.tick.load(Ordering::Relaxed);
-                    let e = &mut seen[victim.id];
-                    if e.0 != tick {
-                        *e = (tick, round);
+                let next = !victim.runnext.load(Ordering::Relaxed).is_null();
+                if len == 0 && !next {
+                    continue;
+                }
+                if len + next as usize == 1 {
+                    if !slow_look {
                         continue;
                     }
-                    if round.wrapping_sub(e.1) < STEAL_GRACE_ROUNDS {
-                        continue;
+                    let owner = victim.owner.load(Ordering::Acquire) as *const M;
+                    // No holder (handed off): nobody else will run it.
+                    if !owner.is_null() {
+                        // SAFETY: a runtime's Ms live until it ends (retired
+                        // ones too), and we are one of its Ms.
+                        let tick = unsafe { (*owner).schedtick.load(Ordering::Relaxed) };
+                        let e = &mut st.seen[victim.id];
+                        if e.0 != tick {
+                            *e = (tick, round);
+                            continue;
+                        }
+                        if round.wrapping_sub(e.1) < STEAL_GRACE_ROUNDS {
+                            continue;
+                        }
                     }
                 }
-                if let Some(g) = victim.steal_into(p) {
+                let stolen = if len > 0 {
+                    victim.steal_into(p)
+                } else {
+                    victim.steal_next()
+                };
+                if let Some(g) = stolen {
                     found = Some(g);
                     break 'spin;
                 }
             }
-            if self.alive() == 0 || self.gc_wanted.load(Ordering::Relaxed) {
-                break;
-            }
-            if round.is_multiple_of(16) && t0.elapsed() > SPIN_FOR {
+            if slow_look
+                && (self.alive() == 0
+                    || self.gc_wanted.load(Ordering::Relaxed)
+                    || t0.elapsed() > SPIN_FOR)
+            {
                 break;
             }
             // Look now and then, not flat out: every look pulls the other
@@ -672,12 +884,17 @@ impl Sched {
                 core::hint::spin_loop();
             }
         }
-        self.nmspinning.fetch_sub(1, Ordering::SeqCst);
+        let last = self.nmspinning.fetch_sub(1, Ordering::SeqCst) == 1;
         if found.is_none() {
             // Producers that saw us spinning woke nobody: look once more
             // after announcing we stopped (see wake_idle).
             core::sync::atomic::fence(Ordering::SeqCst);
             found = self.find_runnable(p);
+        }
+        if found.is_some() && last && self.nmidle.load(Ordering::SeqCst) > 0 && self.any_work() {
+            // The same for what is left: we take one goroutine, and the
+            // rest was made while we spun (Go's resetspinning).
+            self.wake_idle();
         }
         found
     }
@@ -845,13 +1062,13 @@ impl Sched {
     pub fn newproc(&self, start: Start, size: usize) -> Result<*mut G, SpawnError> {
         let g = self.newproc_unqueued(start, size)?;
         // SAFETY: g is fresh, runnable, on no queue; on an M's system stack.
-        unsafe { self.put_runnable(g) };
+        unsafe { self.put_new(g) };
         Ok(g)
     }
 
     /// [`Sched::newproc`] without putting the goroutine on a run queue: the
     /// caller finishes its bookkeeping first, then publishes it with
-    /// `put_runnable` (once published, another M may run it at once).
+    /// `put_new` (once published, another M may run it at once).
     pub(crate) fn newproc_unqueued(&self, start: Start, size: usize) -> Result<*mut G, SpawnError> {
         let (kind, stack_kind, want) = match start {
             Start::Native(_) => (GKind::Native, StackKind::Guarded, round_to_pages(size)),
@@ -1353,9 +1570,21 @@ pub(crate) unsafe fn schedule(m: *mut M) -> ! {
                     fatal("all goroutines are asleep - deadlock!");
                 }
                 l = sched.idle_cv.wait(l).unwrap();
+                // Out of the wait: we look for work again before waiting
+                // (the loop's condition), so work made from now on needs
+                // another wake-up, and work made before is seen (the
+                // fence orders this store before those looks).
+                sched.wake_pending.store(false, Ordering::SeqCst);
+                core::sync::atomic::fence(Ordering::SeqCst);
             }
             sched.nmidle.fetch_sub(1, Ordering::SeqCst);
             drop(l);
+            // Work made while our wake-up was pending woke nobody else
+            // (wake_after_publish): if more Ms sleep, pass it on, as Go's
+            // woken spinning M does, so that the rest is not left to us.
+            if sched.nmidle.load(Ordering::SeqCst) > 0 && sched.any_work() {
+                sched.wake_idle();
+            }
         }
     }
 }
@@ -1379,11 +1608,7 @@ pub(crate) unsafe fn yield_switch(m: *mut M, g: *mut G) {
         // runtime has several Ps.
         let p = &*(*m).p.load(Ordering::Relaxed);
         if p.shared {
-            // Another M could take g from the queue before its context is
-            // saved: go through g0, which queues it after saving.
-            if (*(*m).sched).any_work() {
-                crate::trampoline::mcall(g, gs_park_yield);
-            }
+            yield_shared(m, g, p);
             return;
         }
         let sched = &*(*m).sched;
@@ -1405,6 +1630,52 @@ pub(crate) unsafe fn yield_switch(m: *mut M, g: *mut G) {
         };
         (*g).set_status(Status::Runnable);
         switch_direct(m, g, next);
+    }
+}
+
+/// yield_switch with several Ps.  The common case -- the global queue's
+/// turn has not come, nothing is queued here and runnext holds a goroutine
+/// that needs nothing done before it resumes -- switches to it directly,
+/// and g takes its place in runnext (the same place as the back of an
+/// empty queue) only once its context is saved: gs_switch_publish.  Else
+/// through g0 (gs_park_yield), which queues g after saving it.
+///
+/// # Safety
+/// `m` is this thread's M, `g` its running native goroutine (not in a
+/// system call window), on g's stack; `p` is m's P, shared.
+#[inline]
+unsafe fn yield_shared(m: *mut M, g: *mut G, p: &P) {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        let left = p.tick.load(Ordering::Relaxed);
+        if left != 0 && p.runq_len() == 0 {
+            if let Some(next) = p.take_next() {
+                if !(*next).chan_wake && (*next).in_syscall == 0 {
+                    p.tick.store(left - 1, Ordering::Relaxed);
+                    // As execute: next is ours (off runnext), wait for a
+                    // scan's claim on it to go.
+                    (*next).cas_status(Status::Runnable, Status::Running);
+                    (*next).m = m;
+                    (*m).curg = next;
+                    (*m).note_running(next);
+                    // g stays Running, on no queue, until it is saved.
+                    // runnext is empty (we emptied it) and only this M, in
+                    // this switch, fills it.
+                    crate::trampoline::gs_switch_publish(g, &(*next).sched, &p.runnext);
+                    return;
+                }
+                // Work to do before it resumes: back in its place (empty:
+                // only this P's holder fills it), and the general path.
+                p.runnext.store(next, Ordering::Release);
+            }
+        }
+        // Another M could take g from the queue before its context is
+        // saved: go through g0, which queues it after saving.  Only this
+        // P's work and the global queue count: gs_park_yield steals
+        // nothing (g is runnable here).
+        if p.has_work() || (*(*m).sched).global_len.load(Ordering::Relaxed) > 0 {
+            crate::trampoline::mcall(g, gs_park_yield);
+        }
     }
 }
 
@@ -1474,22 +1745,39 @@ extern "C" fn gs_park_schedule(g: *mut G) -> ! {
 }
 
 /// mcall target of managed code's `gs_yield` (and of a safe point that
-/// yields): requeue `g` behind the others and run the next one.
+/// yields), and of a native goroutine's yield with several Ps: requeue `g`
+/// behind the others and run the next one.
+///
+/// With several Ps, when nothing else waits on this P, g goes to its
+/// `runnext` (behind nobody: the same place), where spinning Ms leave it
+/// to this M, and no idle M is woken (the work did not grow; Go's Gosched
+/// wakes nobody either).  Else it goes to the back of the queue and an
+/// idle M is woken to help.
 #[no_mangle]
 pub extern "C" fn gs_park_yield(g: *mut G) -> ! {
     // SAFETY: mcall passes the goroutine that was running on this M; its
     // context is saved, so it may be queued.
     unsafe {
         let m = (*g).m;
+        let sched = &*(*m).sched;
         (*g).set_status(Status::Runnable);
         let p = &*(*m).p.load(Ordering::Relaxed);
-        let next = p.runq_pop();
-        p.runq_push(g);
-        (*(*m).sched).wake_idle();
-        match next {
-            Some(n) => execute(m, n),
-            None => schedule(m),
+        let Some(next) = sched.next_for_yield(p) else {
+            // Nothing else to run here: back through the scheduler.
+            p.runq_push(g);
+            sched.wake_idle();
+            schedule(m)
+        };
+        if p.shared && p.runq_len() == 0 && p.runnext.load(Ordering::Relaxed).is_null() {
+            // Only this P's holder (us) fills runnext; thieves only empty
+            // it: it stays empty until this store.  Release: g's saved
+            // context before it, for whoever takes it.
+            p.runnext.store(g, Ordering::Release);
+        } else {
+            p.runq_push(g);
+            sched.wake_idle();
         }
+        execute(m, next)
     }
 }
 

@@ -5,6 +5,7 @@ use crate::arch::Context;
 use crate::g::G;
 use crate::m;
 use core::ffi::c_void;
+use core::sync::atomic::AtomicPtr;
 
 // The asm reads only the repr(C) prefix of G and M described in
 // gstack_abi.h; the Rust-only fields behind it are opaque to it.
@@ -25,6 +26,17 @@ extern "C" {
     /// # Safety
     /// As for [`gs_gogo`] on `to`; `save` stays valid until restored.
     pub fn gs_swapcontext(save: *mut Context, to: *const Context);
+
+    /// Save the caller's context in `g.sched` and continue in `*to`; once
+    /// off g's stack, set g's status to Runnable and store `g` in `*slot`
+    /// (a P's runnext), in that order.  Returns when g is resumed.
+    ///
+    /// # Safety
+    /// `g` is the goroutine running on this thread and we are on its
+    /// stack; as for [`gs_gogo`] on `to`; `*slot` is empty and only the
+    /// caller may fill it until this switch is done (it is the runnext of
+    /// the P this thread holds).
+    pub fn gs_switch_publish(g: *mut G, to: *const Context, slot: *const AtomicPtr<G>);
 
     /// Save the caller's context in `g.sched`, switch to g0 and call
     /// `f(g)`; returns when `g` is resumed.

@@ -228,3 +228,194 @@ fn a_p_blocked_in_a_system_call_is_handed_to_another_m() {
     assert_eq!(*out.lock().unwrap(), Some(1));
     assert_eq!(r.stats().stack_in_use, 0);
 }
+
+/// Record of who ran on which thread, in one global order.
+#[derive(Default)]
+struct Trace(Mutex<Vec<(&'static str, std::thread::ThreadId)>>);
+
+impl Trace {
+    fn note(&self, who: &'static str) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((who, std::thread::current().id()));
+    }
+    /// What ran on `t` after the entry `after` (in order).
+    fn on_thread_after(&self, t: std::thread::ThreadId, after: &str) -> Vec<&'static str> {
+        let v = self.0.lock().unwrap();
+        let at = v.iter().position(|e| e.0 == after).expect("entry");
+        v[at + 1..]
+            .iter()
+            .filter(|e| e.1 == t)
+            .map(|e| e.0)
+            .collect()
+    }
+}
+
+/// With several Ps a spawned goroutine goes to its P's runnext: the yield
+/// that follows the spawn runs it before the goroutines queued earlier
+/// (a plain FIFO queue would run "old1" first).  The other M is kept busy
+/// meanwhile (a goroutine it took while main spun), so none of them is
+/// stolen and the order on main's thread is the P's own.
+#[test]
+fn a_spawned_goroutine_runs_next_on_its_p_before_older_queued_ones() {
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant};
+    for _ in 0..5 {
+        let trace = Arc::new(Trace::default());
+        let t2 = trace.clone();
+        rt(2).run(move || {
+            let me = std::thread::current().id();
+            let started = Arc::new(Mutex::new(None));
+            let release = Arc::new(AtomicBool::new(false));
+            let (s2, r2) = (started.clone(), release.clone());
+            gstack::spawn(move || {
+                *s2.lock().unwrap() = Some(std::thread::current().id());
+                while !r2.load(Ordering::SeqCst) {
+                    std::hint::spin_loop();
+                }
+            });
+            // Spin (no yield) until the other M took the blocker.
+            let t0 = Instant::now();
+            while started.lock().unwrap().is_none() {
+                assert!(t0.elapsed() < Duration::from_secs(10), "blocker never ran");
+                std::hint::spin_loop();
+            }
+            assert_ne!(*started.lock().unwrap(), Some(me));
+            for name in ["old1", "old2", "old3", "new"] {
+                let t = t2.clone();
+                gstack::spawn(move || t.note(name));
+            }
+            t2.note("main yields");
+            gstack::yield_now();
+            let after = t2.on_thread_after(me, "main yields");
+            release.store(true, Ordering::SeqCst);
+            assert_eq!(
+                after.first(),
+                Some(&"new"),
+                "on main's thread after its yield: {after:?}"
+            );
+        });
+    }
+}
+
+/// A goroutine in runnext is not kept from the other Ms for ever: when
+/// its P's M runs something long (here the spawner spins without
+/// yielding), the idle M -- asleep before the spawn, so the spawn must
+/// wake it -- takes it.  Several times over: every spawn after the first
+/// wake-up still wakes the M that went back to sleep.
+#[test]
+fn a_goroutine_in_runnext_is_stolen_when_its_m_is_busy_and_the_idle_m_is_woken() {
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant};
+    rt(2).run(|| {
+        let me = std::thread::current().id();
+        for round in 0..5 {
+            // The other M finds nothing, spins for a while, then sleeps.
+            std::thread::sleep(Duration::from_millis(20));
+            let ran = Arc::new(Mutex::new(None));
+            let done = Arc::new(AtomicBool::new(false));
+            let (r2, d2) = (ran.clone(), done.clone());
+            gstack::spawn(move || {
+                *r2.lock().unwrap() = Some(std::thread::current().id());
+                d2.store(true, Ordering::SeqCst);
+            });
+            let t0 = Instant::now();
+            while !done.load(Ordering::SeqCst) {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "round {round}: the spawned goroutine never ran while its M was busy"
+                );
+                std::hint::spin_loop();
+            }
+            let t = ran.lock().unwrap().expect("ran");
+            assert_ne!(t, me, "round {round}: it ran on the busy M's thread");
+        }
+    });
+}
+
+/// A goroutine that yields with nothing else queued waits in runnext
+/// (switched away from without going through g0); if the goroutine it
+/// yielded to keeps its M busy, the other M resumes it -- on another
+/// thread, with its context intact.
+#[test]
+fn a_yielded_goroutine_in_runnext_is_resumed_by_the_other_m_when_this_one_is_busy() {
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant};
+    rt(2).run(|| {
+        for round in 0..5 {
+            let resumed = Arc::new(AtomicBool::new(false));
+            let r2 = resumed.clone();
+            let before = std::thread::current().id();
+            // Values in callee-saved registers and on the stack across
+            // the switch.
+            let keep: Vec<u64> = (0..64).map(|i| i * 7 + round).collect();
+            let sum: u64 = keep.iter().sum();
+            gstack::spawn(move || {
+                let t0 = Instant::now();
+                while !r2.load(Ordering::SeqCst) {
+                    assert!(
+                        t0.elapsed() < Duration::from_secs(10),
+                        "round {round}: the yielded goroutine was never resumed"
+                    );
+                    std::hint::spin_loop();
+                }
+            });
+            gstack::yield_now();
+            let after = std::thread::current().id();
+            resumed.store(true, Ordering::SeqCst);
+            assert_eq!(keep.iter().sum::<u64>(), sum);
+            assert_ne!(before, after, "round {round}: resumed on its own thread");
+            // Let the spinner finish before the next round.
+            gstack::yield_now();
+        }
+    });
+}
+
+/// Work made while an idle M's wake-up is still pending wakes nobody by
+/// itself; the woken M passes the wake-up on while more Ms sleep and work
+/// is left.  Here three goroutines can only finish when all three run at
+/// once, while the spawner keeps its own M busy: every idle M of four Ps
+/// has to be woken, from three spawns made in a row.
+#[test]
+fn spawns_in_a_row_wake_every_idle_m_they_need() {
+    use std::time::{Duration, Instant};
+    let r = Runtime::new(Config {
+        procs: 4,
+        gc_percent: 0,
+        ..Config::default()
+    });
+    r.run(|| {
+        for round in 0..3 {
+            // Every other M goes to sleep.
+            std::thread::sleep(Duration::from_millis(20));
+            let arrived = Arc::new(AtomicUsize::new(0));
+            let done = Arc::new(AtomicUsize::new(0));
+            for _ in 0..3 {
+                let (a, d) = (arrived.clone(), done.clone());
+                gstack::spawn(move || {
+                    a.fetch_add(1, Ordering::SeqCst);
+                    let t0 = Instant::now();
+                    while a.load(Ordering::SeqCst) < 3 {
+                        assert!(
+                            t0.elapsed() < Duration::from_secs(10),
+                            "round {round}: only {} of 3 goroutines ran at once",
+                            a.load(Ordering::SeqCst)
+                        );
+                        std::hint::spin_loop();
+                    }
+                    d.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+            let t0 = Instant::now();
+            while done.load(Ordering::SeqCst) < 3 {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(20),
+                    "round {round}: {} of 3 done",
+                    done.load(Ordering::SeqCst)
+                );
+                std::hint::spin_loop();
+            }
+        }
+    });
+}
