@@ -1,16 +1,24 @@
-//! The scheduler of one runtime instance: run queue, spawning, parking,
-//! yielding, finishing, and the loop on g0 that picks the next goroutine.
+//! The scheduler of one runtime instance: Ps and their run queues,
+//! spawning, parking, yielding, finishing, work stealing, and the loop on
+//! g0 that picks the next goroutine.
 //!
-//! This version runs every goroutine of a runtime on the thread that called
-//! [`crate::Runtime::run`] (one M, one P).  The P owns the run queue and the
-//! stack cache, as it will when there are several (issue: M:N scheduler);
-//! the goroutine table is behind a lock already.
+//! A runtime has `procs` Ps (GSMAXPROCS), each held by one M (a thread).
+//! A P owns a local run queue, a `runnext` slot (several Ps only: the
+//! goroutine its M runs next, as Go's p.runnext), a stack cache and a list
+//! of dead Gs; a global queue takes work from outside.  An M with nothing
+//! to run steals half of another P's queue (or its runnext, after a grace
+//! period), spins for a while, then sleeps until wake_idle.
 //!
-//! Every switch goes through g0: a goroutine saves its context with
-//! `gs_mcall`, and Rust code on the system stack decides what runs next and
-//! resumes it with `gs_gogo`.  So no runtime frame is ever left on a
-//! goroutine's stack while it is not running, and a goroutine is put on a
-//! queue only after its context is saved.
+//! Switches: in general a goroutine saves its context with `gs_mcall`, and
+//! Rust code on the system stack (g0) decides what runs next and resumes it
+//! with `gs_gogo`, so no runtime frame is left on a goroutine's stack while
+//! it is not running, and it is queued only after its context is saved.
+//! The common cases switch goroutine to goroutine without g0: on one P a
+//! yield (gs_yield_native) and a channel park of a native goroutine
+//! (park_direct: no other M can take it before the switch saved it); on
+//! several Ps a yield to the goroutine in runnext (gs_switch_publish, which
+//! publishes the yielder only once it is saved and the thread is off its
+//! stack).
 
 use crate::arch::Context;
 use crate::fatal::{fatal, fatal_g, panic_message};
