@@ -32,6 +32,12 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
+/// What a P's holder leaves in its `runnext` while it switches to the
+/// goroutine it took from there and puts the yielder in its place (see
+/// P::take_next_reserving): not a goroutine -- never run, never stolen --
+/// but work, for an M deciding whether to sleep.
+const RUNNEXT_BUSY: *mut G = ptr::without_provenance_mut(1);
+
 /// Below this much stack in use the automatic trigger never fires.
 const GC_FLOOR: usize = 4 << 20;
 
@@ -321,7 +327,8 @@ impl P {
         self.len.load(Ordering::Relaxed)
     }
 
-    /// Whether this P has a goroutine to run: in `runnext` or queued.
+    /// Whether this P has a goroutine to run: in `runnext` (or about to be:
+    /// RUNNEXT_BUSY) or queued.
     /// SeqCst on `runnext`: the last look of an M about to sleep or stop
     /// spinning pairs with [`P::put_next`]'s swap (see Sched::wake_idle).
     fn has_work(&self) -> bool {
@@ -354,14 +361,41 @@ impl P {
         }
         // A thief may take it meanwhile: swap, and see what we got.
         let g = self.runnext.swap(ptr::null_mut(), Ordering::Acquire);
+        // RUNNEXT_BUSY lives only inside one switch of this holder.
+        debug_assert!(g != RUNNEXT_BUSY);
         (!g.is_null()).then_some(g)
+    }
+
+    /// Several Ps: take this P's `runnext` for a switch that puts the
+    /// yielding goroutine there in its place (yield_shared): the slot holds
+    /// RUNNEXT_BUSY meanwhile, never null, so that an M about to sleep does
+    /// not see this P without work in that window and sleep while the
+    /// yielder waits in runnext (nobody wakes it after: the work did not
+    /// grow).  The caller overwrites RUNNEXT_BUSY before it returns: with
+    /// the yielder (gs_switch_publish) or with what it took (giving up).
+    /// Called by its holder.
+    #[inline]
+    fn take_next_reserving(&self) -> Option<*mut G> {
+        if self.runnext.load(Ordering::Relaxed).is_null() {
+            return None;
+        }
+        // A thief may take it meanwhile: swap, and see what we got.
+        let g = self.runnext.swap(RUNNEXT_BUSY, Ordering::Acquire);
+        if g.is_null() {
+            // Stolen: nothing reserved (only the holder fills the slot, so
+            // it is still ours to clear).
+            self.runnext.store(ptr::null_mut(), Ordering::Relaxed);
+            return None;
+        }
+        debug_assert!(g != RUNNEXT_BUSY);
+        Some(g)
     }
 
     /// Take another P's `runnext` (a thief, past the grace its holder
     /// gets).
     fn steal_next(&self) -> Option<*mut G> {
         let g = self.runnext.load(Ordering::Acquire);
-        if g.is_null() {
+        if g.is_null() || g == RUNNEXT_BUSY {
             return None;
         }
         // If it is still g, g is still runnable and nobody else took it
@@ -1657,7 +1691,7 @@ unsafe fn yield_shared(m: *mut M, g: *mut G, p: &P) {
     unsafe {
         let left = p.tick.load(Ordering::Relaxed);
         if left != 0 && p.runq_len() == 0 {
-            if let Some(next) = p.take_next() {
+            if let Some(next) = p.take_next_reserving() {
                 if !(*next).chan_wake && (*next).in_syscall == 0 {
                     p.tick.store(left - 1, Ordering::Relaxed);
                     // As execute: next is ours (off runnext), wait for a
@@ -1667,13 +1701,14 @@ unsafe fn yield_shared(m: *mut M, g: *mut G, p: &P) {
                     (*m).curg = next;
                     (*m).note_running(next);
                     // g stays Running, on no queue, until it is saved.
-                    // runnext is empty (we emptied it) and only this M, in
-                    // this switch, fills it.
+                    // runnext holds RUNNEXT_BUSY (ours: only this P's
+                    // holder fills the slot, thieves leave the sentinel),
+                    // which this switch overwrites with g.
                     crate::trampoline::gs_switch_publish(g, &(*next).sched, &p.runnext);
                     return;
                 }
-                // Work to do before it resumes: back in its place (empty:
-                // only this P's holder fills it), and the general path.
+                // Work to do before it resumes: back in its place (over
+                // our RUNNEXT_BUSY), and the general path.
                 p.runnext.store(next, Ordering::Release);
             }
         }
@@ -1758,9 +1793,10 @@ extern "C" fn gs_park_schedule(g: *mut G) -> ! {
 ///
 /// With several Ps, when nothing else waits on this P, g goes to its
 /// `runnext` (behind nobody: the same place), where spinning Ms leave it
-/// to this M, and no idle M is woken (the work did not grow; Go's Gosched
-/// wakes nobody either).  Else it goes to the back of the queue and an
-/// idle M is woken to help.
+/// to this M for a while.  Else it goes to the back of the queue.  Either
+/// way an idle M is woken if one sleeps (as Go's Gosched does, wakep):
+/// taking `next` emptied this P for a moment, in which an M may have gone
+/// to sleep, and g must not wait on this M alone if `next` runs long.
 #[no_mangle]
 pub extern "C" fn gs_park_yield(g: *mut G) -> ! {
     // SAFETY: mcall passes the goroutine that was running on this M; its
@@ -1783,8 +1819,8 @@ pub extern "C" fn gs_park_yield(g: *mut G) -> ! {
             p.runnext.store(g, Ordering::Release);
         } else {
             p.runq_push(g);
-            sched.wake_idle();
         }
+        sched.wake_idle();
         execute(m, next)
     }
 }

@@ -33,9 +33,12 @@ extern "C" {
     ///
     /// # Safety
     /// `g` is the goroutine running on this thread and we are on its
-    /// stack; as for [`gs_gogo`] on `to`; `*slot` is empty and only the
-    /// caller may fill it until this switch is done (it is the runnext of
-    /// the P this thread holds).
+    /// stack, a native goroutine (no scan claims it while it is Running:
+    /// its status is overwritten without a compare-and-swap); as for
+    /// [`gs_gogo`] on `to`, whose goroutine is already Running and m.curg;
+    /// `*slot` holds the holder's reservation (RUNNEXT_BUSY), which only
+    /// the caller may overwrite until this switch is done (it is the
+    /// runnext of the P this thread holds).
     pub fn gs_switch_publish(g: *mut G, to: *const Context, slot: *const AtomicPtr<G>);
 
     /// Save the caller's context in `g.sched`, switch to g0 and call

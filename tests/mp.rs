@@ -343,15 +343,26 @@ fn a_yielded_goroutine_in_runnext_is_resumed_by_the_other_m_when_this_one_is_bus
     use std::sync::atomic::AtomicBool;
     use std::time::{Duration, Instant};
     rt(2).run(|| {
-        for round in 0..5 {
+        // A round proves something only when the spinner ran on this
+        // thread, i.e. this goroutine yielded to it: if the other M stole
+        // the spinner first (this thread descheduled for longer than the
+        // steal grace), the yield had nothing to switch to.  Such rounds
+        // are retried, up to a bound.
+        let mut proved = 0;
+        let mut round = 0u64;
+        while proved < 5 {
+            round += 1;
+            assert!(round <= 200, "only {proved} of {round} rounds ran the spinner here");
             let resumed = Arc::new(AtomicBool::new(false));
-            let r2 = resumed.clone();
+            let spinner_thread = Arc::new(Mutex::new(None));
+            let (r2, st2) = (resumed.clone(), spinner_thread.clone());
             let before = std::thread::current().id();
-            // Values in callee-saved registers and on the stack across
-            // the switch.
+            // Values on the stack across the switch; callee-saved
+            // registers and the FP control state through the checker.
             let keep: Vec<u64> = (0..64).map(|i| i * 7 + round).collect();
             let sum: u64 = keep.iter().sum();
             gstack::spawn(move || {
+                *st2.lock().unwrap() = Some(std::thread::current().id());
                 let t0 = Instant::now();
                 while !r2.load(Ordering::SeqCst) {
                     assert!(
@@ -361,11 +372,19 @@ fn a_yielded_goroutine_in_runnext_is_resumed_by_the_other_m_when_this_one_is_bus
                     std::hint::spin_loop();
                 }
             });
-            gstack::yield_now();
-            let after = std::thread::current().id();
+            let mut after = before;
+            let lost = gstack::testing::callee_saved_survive(0x5eed_0000 + round, || {
+                gstack::yield_now();
+                after = std::thread::current().id();
+            });
             resumed.store(true, Ordering::SeqCst);
+            assert_eq!(lost, 0, "round {round}: registers lost across the switch");
             assert_eq!(keep.iter().sum::<u64>(), sum);
-            assert_ne!(before, after, "round {round}: resumed on its own thread");
+            let ran_here = *spinner_thread.lock().unwrap() == Some(before);
+            if ran_here {
+                assert_ne!(before, after, "round {round}: resumed on its own thread");
+                proved += 1;
+            }
             // Let the spinner finish before the next round.
             gstack::yield_now();
         }
