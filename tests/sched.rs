@@ -269,7 +269,7 @@ fn dead_goroutines_are_recycled_with_their_stacks() {
     r.run(move || {
         for _wave in 0..5 {
             for _ in 0..100 {
-                gstack::spawn(|| gstack::yield_now());
+                gstack::spawn(gstack::yield_now);
             }
             // Let the wave finish.
             for _ in 0..3 {
@@ -487,7 +487,7 @@ fn native_stack_overflow_names_the_goroutine_and_its_size() {
 fn a_panic_in_a_goroutine_is_reported_with_its_id() {
     if common::is_child() {
         rt().run(|| {
-            gstack::spawn(|| gstack::yield_now());
+            gstack::spawn(gstack::yield_now);
             gstack::spawn(|| panic!("boom at {}", 42));
         });
         return;
