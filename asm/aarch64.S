@@ -60,6 +60,20 @@
         str     x29, [\base, #(\off + GS_CTX_FP)]
 .endm
 
+/* Load x19-x28, x29 and d8-d15 from the context at [base]. */
+.macro LOAD_CALLEE base
+        ldp     x19, x20, [\base, #GS_CTX_X19]
+        ldp     x21, x22, [\base, #GS_CTX_X21]
+        ldp     x23, x24, [\base, #GS_CTX_X23]
+        ldp     x25, x26, [\base, #GS_CTX_X25]
+        ldp     x27, x28, [\base, #GS_CTX_X27]
+        ldp     d8,  d9,  [\base, #GS_CTX_D8]
+        ldp     d10, d11, [\base, #GS_CTX_D10]
+        ldp     d12, d13, [\base, #GS_CTX_D12]
+        ldp     d14, d15, [\base, #GS_CTX_D14]
+        ldr     x29, [\base, #GS_CTX_FP]
+.endm
+
 /*
  * void gs_gogo(const Context *ctx)  -- never returns
  *
@@ -74,16 +88,7 @@
 gs_gogo:
         .cfi_startproc
         BTI_C
-        ldp     x19, x20, [x0, #GS_CTX_X19]
-        ldp     x21, x22, [x0, #GS_CTX_X21]
-        ldp     x23, x24, [x0, #GS_CTX_X23]
-        ldp     x25, x26, [x0, #GS_CTX_X25]
-        ldp     x27, x28, [x0, #GS_CTX_X27]
-        ldp     d8,  d9,  [x0, #GS_CTX_D8]
-        ldp     d10, d11, [x0, #GS_CTX_D10]
-        ldp     d12, d13, [x0, #GS_CTX_D12]
-        ldp     d14, d15, [x0, #GS_CTX_D14]
-        ldr     x29, [x0, #GS_CTX_FP]
+        LOAD_CALLEE x0
         ldr     x9,  [x0, #GS_CTX_SP]
         mov     sp, x9
         ldr     x30, [x0, #GS_CTX_PC]
@@ -136,16 +141,7 @@ gs_switch_publish:
         str     x10, [x9, #GS_CTX_SP]
         str     x30, [x9, #GS_CTX_PC]
         SAVE_CALLEE x9, 0
-        ldp     x19, x20, [x1, #GS_CTX_X19]
-        ldp     x21, x22, [x1, #GS_CTX_X21]
-        ldp     x23, x24, [x1, #GS_CTX_X23]
-        ldp     x25, x26, [x1, #GS_CTX_X25]
-        ldp     x27, x28, [x1, #GS_CTX_X27]
-        ldp     d8,  d9,  [x1, #GS_CTX_D8]
-        ldp     d10, d11, [x1, #GS_CTX_D10]
-        ldp     d12, d13, [x1, #GS_CTX_D12]
-        ldp     d14, d15, [x1, #GS_CTX_D14]
-        ldr     x29, [x1, #GS_CTX_FP]
+        LOAD_CALLEE x1
         ldr     x10, [x1, #GS_CTX_SP]
         mov     sp, x10
         ldr     x30, [x1, #GS_CTX_PC]
