@@ -22,8 +22,8 @@
 
 use crate::fatal::fatal;
 use crate::g::{Status, G};
-use crate::m::M;
 use crate::m;
+use crate::m::M;
 use crate::sched::{self, Sched};
 use crate::trampoline::{gs_gogo, mcall};
 use core::cell::UnsafeCell;
@@ -1029,7 +1029,15 @@ pub extern "C" fn gs_select0(g: *mut G) -> ! {
         (*g).x().param = ptr::null_mut();
         let mut sudogs: Vec<*mut Sudog> = Vec::with_capacity(n);
         for (i, cs) in cases.iter().enumerate() {
-            let s = Sudog::alloc((*g).x(), g, cs.elem, cs.chan, cs.dir == SelectCase::SEND, true, i);
+            let s = Sudog::alloc(
+                (*g).x(),
+                g,
+                cs.elem,
+                cs.chan,
+                cs.dir == SelectCase::SEND,
+                true,
+                i,
+            );
             let inner = (*cs.chan).inner();
             if cs.dir == SelectCase::SEND {
                 inner.sendq.enqueue(s);

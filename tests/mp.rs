@@ -352,7 +352,10 @@ fn a_yielded_goroutine_in_runnext_is_resumed_by_the_other_m_when_this_one_is_bus
         let mut round = 0u64;
         while proved < 5 {
             round += 1;
-            assert!(round <= 200, "only {proved} of {round} rounds ran the spinner here");
+            assert!(
+                round <= 200,
+                "only {proved} of {round} rounds ran the spinner here"
+            );
             let resumed = Arc::new(AtomicBool::new(false));
             let spinner_thread = Arc::new(Mutex::new(None));
             let (r2, st2) = (resumed.clone(), spinner_thread.clone());
