@@ -30,6 +30,16 @@ fn rt(procs: usize) -> Runtime {
     })
 }
 
+/// Spin (without yielding: the caller keeps its M busy) until `done`,
+/// failing with `what()` once `limit` has passed.
+fn spin_until(limit: std::time::Duration, done: impl Fn() -> bool, what: impl Fn() -> String) {
+    let t0 = std::time::Instant::now();
+    while !done() {
+        assert!(t0.elapsed() < limit, "{}", what());
+        std::hint::spin_loop();
+    }
+}
+
 #[test]
 fn goroutines_run_on_every_p_and_all_finish() {
     let threads = Arc::new(Mutex::new(HashSet::new()));
@@ -260,7 +270,7 @@ impl Trace {
 #[test]
 fn a_spawned_goroutine_runs_next_on_its_p_before_older_queued_ones() {
     use std::sync::atomic::AtomicBool;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     for _ in 0..5 {
         let trace = Arc::new(Trace::default());
         let t2 = trace.clone();
@@ -276,11 +286,11 @@ fn a_spawned_goroutine_runs_next_on_its_p_before_older_queued_ones() {
                 }
             });
             // Spin (no yield) until the other M took the blocker.
-            let t0 = Instant::now();
-            while started.lock().unwrap().is_none() {
-                assert!(t0.elapsed() < Duration::from_secs(10), "blocker never ran");
-                std::hint::spin_loop();
-            }
+            spin_until(
+                Duration::from_secs(10),
+                || started.lock().unwrap().is_some(),
+                || "blocker never ran".into(),
+            );
             assert_ne!(*started.lock().unwrap(), Some(me));
             for name in ["old1", "old2", "old3", "new"] {
                 let t = t2.clone();
@@ -307,7 +317,7 @@ fn a_spawned_goroutine_runs_next_on_its_p_before_older_queued_ones() {
 #[test]
 fn a_goroutine_in_runnext_is_stolen_when_its_m_is_busy_and_the_idle_m_is_woken() {
     use std::sync::atomic::AtomicBool;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     rt(2).run(|| {
         let me = std::thread::current().id();
         for round in 0..5 {
@@ -320,14 +330,11 @@ fn a_goroutine_in_runnext_is_stolen_when_its_m_is_busy_and_the_idle_m_is_woken()
                 *r2.lock().unwrap() = Some(std::thread::current().id());
                 d2.store(true, Ordering::SeqCst);
             });
-            let t0 = Instant::now();
-            while !done.load(Ordering::SeqCst) {
-                assert!(
-                    t0.elapsed() < Duration::from_secs(10),
-                    "round {round}: the spawned goroutine never ran while its M was busy"
-                );
-                std::hint::spin_loop();
-            }
+            spin_until(
+                Duration::from_secs(10),
+                || done.load(Ordering::SeqCst),
+                || format!("round {round}: the spawned goroutine never ran while its M was busy"),
+            );
             let t = ran.lock().unwrap().expect("ran");
             assert_ne!(t, me, "round {round}: it ran on the busy M's thread");
         }
@@ -341,7 +348,7 @@ fn a_goroutine_in_runnext_is_stolen_when_its_m_is_busy_and_the_idle_m_is_woken()
 #[test]
 fn a_yielded_goroutine_in_runnext_is_resumed_by_the_other_m_when_this_one_is_busy() {
     use std::sync::atomic::AtomicBool;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     rt(2).run(|| {
         // A round proves something only when the spinner ran on this
         // thread, i.e. this goroutine yielded to it: if the other M stole
@@ -366,14 +373,11 @@ fn a_yielded_goroutine_in_runnext_is_resumed_by_the_other_m_when_this_one_is_bus
             let sum: u64 = keep.iter().sum();
             gstack::spawn(move || {
                 *st2.lock().unwrap() = Some(std::thread::current().id());
-                let t0 = Instant::now();
-                while !r2.load(Ordering::SeqCst) {
-                    assert!(
-                        t0.elapsed() < Duration::from_secs(10),
-                        "round {round}: the yielded goroutine was never resumed"
-                    );
-                    std::hint::spin_loop();
-                }
+                spin_until(
+                    Duration::from_secs(10),
+                    || r2.load(Ordering::SeqCst),
+                    || format!("round {round}: the yielded goroutine was never resumed"),
+                );
             });
             let mut after = before;
             let lost = gstack::testing::callee_saved_survive(0x5eed_0000 + round, || {
@@ -401,7 +405,7 @@ fn a_yielded_goroutine_in_runnext_is_resumed_by_the_other_m_when_this_one_is_bus
 /// has to be woken, from three spawns made in a row.
 #[test]
 fn spawns_in_a_row_wake_every_idle_m_they_need() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let r = Runtime::new(Config {
         procs: 4,
         gc_percent: 0,
@@ -417,27 +421,22 @@ fn spawns_in_a_row_wake_every_idle_m_they_need() {
                 let (a, d) = (arrived.clone(), done.clone());
                 gstack::spawn(move || {
                     a.fetch_add(1, Ordering::SeqCst);
-                    let t0 = Instant::now();
-                    while a.load(Ordering::SeqCst) < 3 {
-                        assert!(
-                            t0.elapsed() < Duration::from_secs(10),
-                            "round {round}: only {} of 3 goroutines ran at once",
-                            a.load(Ordering::SeqCst)
-                        );
-                        std::hint::spin_loop();
-                    }
+                    spin_until(
+                        Duration::from_secs(10),
+                        || a.load(Ordering::SeqCst) >= 3,
+                        || {
+                            let n = a.load(Ordering::SeqCst);
+                            format!("round {round}: only {n} of 3 goroutines ran at once")
+                        },
+                    );
                     d.fetch_add(1, Ordering::SeqCst);
                 });
             }
-            let t0 = Instant::now();
-            while done.load(Ordering::SeqCst) < 3 {
-                assert!(
-                    t0.elapsed() < Duration::from_secs(20),
-                    "round {round}: {} of 3 done",
-                    done.load(Ordering::SeqCst)
-                );
-                std::hint::spin_loop();
-            }
+            spin_until(
+                Duration::from_secs(20),
+                || done.load(Ordering::SeqCst) >= 3,
+                || format!("round {round}: {} of 3 done", done.load(Ordering::SeqCst)),
+            );
         }
     });
 }
