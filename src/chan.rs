@@ -8,13 +8,20 @@
 //! (`adjust_sudogs`), under the locks of every channel it waits on, so that
 //! no sender writes into the old stack meanwhile (seed 001).
 //!
-//! Every blocking operation runs on the system stack: the caller's context
+//! A blocking operation runs on the system stack: the caller's context
 //! is saved (`gs_mcall` from Rust, or the registered stubs `gs_chansend`,
 //! `gs_chanrecv`, `gs_select` from managed code) with its arguments in
 //! `g.m.park_args`; the operation completes at once, or parks the goroutine.
 //! A goroutine that was woken finishes on the system stack just before it
 //! resumes (`finish_wake`): a select dequeues its other cases there.
 //! Results go back in `m.park_result` / `m.park_ok` of the M that resumes it.
+//!
+//! The exception, the common case of a one-P runtime: a native goroutine's
+//! send or receive (not a select) runs entirely on its own stack.  Its sudog
+//! lives in its frame (a native stack never moves, and no other M can run
+//! it before its switch saved its context); it switches straight to the
+//! next goroutine (`park_here`), and when it runs again it checks that its
+//! sudog was woken and reads the result there (`finish_direct`).
 //!
 //! Lock order: channels are locked in address order (a select, and a shrink
 //! that locks every channel a goroutine waits on, each channel once even
@@ -28,7 +35,7 @@ use crate::sched::{self, Sched};
 use crate::trampoline::{gs_gogo, mcall};
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Results in `g.park_result`.
@@ -82,33 +89,58 @@ pub struct Sudog {
     /// Completed by a partner (false: woken by close).
     success: bool,
     /// Its goroutine parked from its own stack (a native goroutine on one
-    /// P: park_here) and finishes the wake-up itself when it resumes
-    /// (finish_direct); else the resumer runs finish_wake first.
+    /// P: park_here), with this sudog in its frame, and finishes the
+    /// wake-up itself when it resumes (finish_direct); else the resumer
+    /// runs finish_wake first.
     direct: bool,
+    /// A direct sudog's waker sets it (in place of the goroutine's
+    /// `param`): the goroutine checks that it was woken through it.
+    woken: bool,
     case: usize,
 }
 
 impl Sudog {
+    /// The sudog of a native goroutine `g` on a one-P runtime about to
+    /// wait on `chan` alone, to live in the frame of its send or receive
+    /// (a native stack never moves, and the frame outlives the wait: the
+    /// goroutine leaves it only once it was woken).  It is not g's
+    /// `waiting` list: that is for sudogs a scan may have to adjust and
+    /// for finish_wake, neither of which concerns it.
+    #[inline(always)]
+    fn direct(g: *mut G, elem: *mut u8, chan: *const RawChan, is_send: bool) -> Sudog {
+        Sudog {
+            g,
+            elem,
+            chan,
+            next: ptr::null_mut(),
+            prev: ptr::null_mut(),
+            waitlink: ptr::null_mut(),
+            is_select: false,
+            is_send,
+            success: false,
+            direct: true,
+            woken: false,
+            case: 0,
+        }
+    }
+
     /// A sudog for `g` (stopped, ours) on one channel, outside a select,
-    /// made g's whole wait (waiting = it, no winner yet).  `direct`: g
-    /// parks from its own stack (see the field).
+    /// made g's whole wait (waiting = it, no winner yet); woken through
+    /// finish_wake.
     ///
     /// # Safety
-    /// `g` is the goroutine about to wait on `chan`: stopped, or running
-    /// this on its own stack, and ours.
+    /// `g` is the goroutine about to wait on `chan`: stopped, and ours.
     #[inline]
     unsafe fn wait_one(
         g: *mut G,
         elem: *mut u8,
         chan: *const RawChan,
         is_send: bool,
-        direct: bool,
     ) -> *mut Sudog {
         // SAFETY: the caller's guarantee.
         unsafe {
             let x = (*g).x();
             let s = Self::alloc(x, g, elem, chan, is_send, false, 0);
-            (*s).direct = direct;
             x.waiting = s;
             x.param = ptr::null_mut();
             s
@@ -139,6 +171,7 @@ impl Sudog {
             is_send,
             success: false,
             direct: false,
+            woken: false,
             case,
         };
         let spare = x.spare_sudog;
@@ -278,21 +311,10 @@ struct Inner {
 /// use it directly; [`Chan`] is the typed Rust face).
 pub struct RawChan {
     locked: AtomicBool,
-    /// What the state was at the last unlock (HINT_* bits and the buffered
-    /// count above HINT_COUNT_SHIFT), readable without the lock.  Only a
-    /// hint: an operation that the hint says would wait goes straight to
-    /// the system stack, where it looks again under the lock, so it costs
-    /// one lock instead of two.
-    hint: AtomicU64,
     elem_size: usize,
     cap: usize,
     inner: UnsafeCell<Inner>,
 }
-
-const HINT_CLOSED: u64 = 1;
-const HINT_RECVQ: u64 = 2;
-const HINT_SENDQ: u64 = 4;
-const HINT_COUNT_SHIFT: u32 = 8;
 
 // SAFETY: `inner` is only touched with `locked` held (lock/unlock below).
 unsafe impl Send for RawChan {}
@@ -304,7 +326,6 @@ impl RawChan {
     pub fn new(elem_size: usize, cap: usize) -> Arc<RawChan> {
         Arc::new(RawChan {
             locked: AtomicBool::new(false),
-            hint: AtomicU64::new(0),
             elem_size,
             cap,
             inner: UnsafeCell::new(Inner {
@@ -358,35 +379,10 @@ impl RawChan {
         }
     }
 
-    /// Release the lock, publishing the state for [`Self::may_recv`] and
-    /// [`Self::may_send`].
+    /// Release the lock.
+    #[inline]
     pub(crate) fn unlock(&self) {
-        // SAFETY: the caller holds the lock.
-        let h = unsafe {
-            let i = &*self.inner.get();
-            ((i.closed as u64) * HINT_CLOSED)
-                | ((!i.recvq.first.is_null() as u64) * HINT_RECVQ)
-                | ((!i.sendq.first.is_null() as u64) * HINT_SENDQ)
-                | ((i.qcount as u64) << HINT_COUNT_SHIFT)
-        };
-        self.hint.store(h, Ordering::Relaxed);
         self.locked.store(false, Ordering::Release);
-    }
-
-    /// Whether a receive might complete at once (a waiting sender, a
-    /// buffered value, or closed), as of the last unlock.
-    #[inline]
-    fn may_recv(&self) -> bool {
-        let h = self.hint.load(Ordering::Relaxed);
-        h & (HINT_CLOSED | HINT_SENDQ) != 0 || h >> HINT_COUNT_SHIFT != 0
-    }
-
-    /// Whether a send might complete at once (a waiting receiver, buffer
-    /// room, or closed: an error at once), as of the last unlock.
-    #[inline]
-    fn may_send(&self) -> bool {
-        let h = self.hint.load(Ordering::Relaxed);
-        h & (HINT_CLOSED | HINT_RECVQ) != 0 || ((h >> HINT_COUNT_SHIFT) as usize) < self.cap
     }
 
     /// # Safety
@@ -402,27 +398,56 @@ impl RawChan {
     /// # Safety
     /// Both point at `elem_size` valid bytes (either may be null when the
     /// size is 0).
-    #[inline]
+    #[inline(always)]
     unsafe fn copy(&self, from: *const u8, to: *mut u8) {
+        // The most common element (a word, a pointer): one unaligned load
+        // and store, inline.  The rest out of line: inline, the compiler
+        // made one jump table of all the sizes, an indirect jump in every
+        // channel operation.
+        if self.elem_size == 8 && !to.is_null() {
+            // SAFETY: the caller's guarantee.
+            unsafe {
+                ptr::write_unaligned(to as *mut u64, ptr::read_unaligned(from as *const u64))
+            };
+            return;
+        }
+        // SAFETY: the caller's guarantee.
+        unsafe { self.copy_other(from, to) }
+    }
+
+    /// copy for elements of other sizes.
+    ///
+    /// # Safety
+    /// As for copy.
+    #[inline(never)]
+    unsafe fn copy_other(&self, from: *const u8, to: *mut u8) {
         if to.is_null() {
             return;
         }
         // SAFETY: the caller's guarantee; the common word sizes are one
         // unaligned load and store instead of a call to memmove.
         unsafe {
-            if self.elem_size == 8 {
-                // The most common element (a word, a pointer), first.
-                ptr::write_unaligned(to as *mut u64, ptr::read_unaligned(from as *const u64));
-                return;
-            }
             match self.elem_size {
                 0 => {}
                 4 => ptr::write_unaligned(to as *mut u32, ptr::read_unaligned(from as *const u32)),
+                8 => ptr::write_unaligned(to as *mut u64, ptr::read_unaligned(from as *const u64)),
                 16 => {
                     ptr::write_unaligned(to as *mut u128, ptr::read_unaligned(from as *const u128))
                 }
                 n => ptr::copy(from, to, n),
             }
+        }
+    }
+
+    /// The ring index after `i` (a compare, not a division: this is on
+    /// every buffered operation).
+    #[inline(always)]
+    fn ring_next(&self, i: usize) -> usize {
+        let n = i + 1;
+        if n == self.cap {
+            0
+        } else {
+            n
         }
     }
 
@@ -457,10 +482,11 @@ impl RawChan {
                 if let Some(r) = self.try_send(m, elem) {
                     return r;
                 }
-                let s = Sudog::wait_one(g, elem as *mut u8, self, true, true);
+                let mut s = Sudog::direct(g, elem as *mut u8, self, true);
+                let s = &raw mut s;
                 self.inner().sendq.enqueue(s);
                 park_here(m, g, "chan send", self);
-                return if finish_direct(g) {
+                return if finish_direct(g, s) {
                     Ok(())
                 } else {
                     Err(ChanError::Closed)
@@ -479,17 +505,16 @@ impl RawChan {
     #[inline(never)]
     unsafe fn send_shared(&self, m: *mut M, g: *mut G, elem: *const u8) -> Result<(), ChanError> {
         // Done on our own stack when a receiver waits or the buffer has
-        // room (as the hint says)...
-        if self.may_send() {
-            self.lock();
-            // SAFETY: locked; elem as the caller guarantees; a dequeued
-            // receiver's slot is valid until we wake it.
-            if let Some(r) = unsafe { self.try_send(m, elem) } {
-                return r;
-            }
-            self.unlock();
+        // room...
+        self.lock();
+        // SAFETY: locked; elem as the caller guarantees; a dequeued
+        // receiver's slot is valid until we wake it.
+        if let Some(r) = unsafe { self.try_send(m, elem) } {
+            return r;
         }
-        // ...otherwise on g0 (which looks again under the lock).
+        self.unlock();
+        // ...otherwise on g0, which looks again under the lock (the state
+        // may have changed since) and parks g there.
         // SAFETY: g is this thread's running goroutine, on its stack.
         unsafe {
             (*m).park_args = [self as *const RawChan as usize, elem as usize, 0, 0];
@@ -527,7 +552,7 @@ impl RawChan {
             if inner.qcount < self.cap {
                 let at = inner.buf.as_mut_ptr().add(inner.sendx * self.elem_size);
                 self.copy(elem, at);
-                inner.sendx = (inner.sendx + 1) % self.cap;
+                inner.sendx = self.ring_next(inner.sendx);
                 inner.qcount += 1;
                 self.unlock();
                 return Some(Ok(()));
@@ -559,10 +584,11 @@ impl RawChan {
                 if let Some(ok) = try_recv(m, self, elem) {
                     return Ok(ok);
                 }
-                let s = Sudog::wait_one(g, elem, self, false, true);
+                let mut s = Sudog::direct(g, elem, self, false);
+                let s = &raw mut s;
                 self.inner().recvq.enqueue(s);
                 park_here(m, g, "chan receive", self);
-                return Ok(finish_direct(g));
+                return Ok(finish_direct(g, s));
             }
         }
         // SAFETY: as above.
@@ -578,15 +604,13 @@ impl RawChan {
     unsafe fn recv_shared(&self, m: *mut M, g: *mut G, elem: *mut u8) -> Result<bool, ChanError> {
         // On our own stack when a value (or the closed state) is there
         // already...
-        if self.may_recv() {
-            self.lock();
-            // SAFETY: locked (try_recv unlocks when it returns Some); elem
-            // as the caller guarantees.
-            if let Some(ok) = unsafe { try_recv(m, self, elem) } {
-                return Ok(ok);
-            }
-            self.unlock();
+        self.lock();
+        // SAFETY: locked (try_recv unlocks when it returns Some); elem as
+        // the caller guarantees.
+        if let Some(ok) = unsafe { try_recv(m, self, elem) } {
+            return Ok(ok);
         }
+        self.unlock();
         // ...otherwise on g0 (which looks again under the lock).
         // SAFETY: g is this thread's running goroutine, on its stack.
         unsafe {
@@ -640,9 +664,27 @@ unsafe fn wake(m: *mut M, s: *mut Sudog) {
     // SAFETY: the caller's guarantee.
     unsafe {
         let g = (*s).g;
-        // The waiter made its extra when it queued its sudog.
-        (*(*g).extra).param = s;
-        if !(*s).direct {
+        if (*s).direct {
+            // The sudog lives in g's frame: this is its last use here.
+            // g stays Waiting (and the frame with it) until readied below.
+            (*s).woken = true;
+            // g parked on one P from its own stack; when that P is this
+            // thread's (its M is ours), ready it as ready_from would, with
+            // the checks it makes already known.
+            if (*g).m == m {
+                let p = (*m).p.load(Ordering::Relaxed);
+                if !p.is_null() && !(*p).shared {
+                    // SAFETY: as ready_from's one-P case: nobody else
+                    // changes g's status now, and the queue is this
+                    // thread's alone.
+                    (*g).set_status(Status::Runnable);
+                    (*p).runq_push_unshared(g);
+                    return;
+                }
+            }
+        } else {
+            // The waiter made its extra when it queued its sudog.
+            (*(*g).extra).param = s;
             (*g).chan_wake = true;
         }
         let sched = sched_of(g);
@@ -703,12 +745,14 @@ unsafe fn direct_ok(m: *mut M, g: *mut G) -> bool {
 }
 
 /// Block `g` on the one channel `c` (locked by us, g's sudog queued on
-/// it, made by wait_one with `direct`) from g's own stack: mark it
-/// waiting, release the channel, switch to the next goroutine.  Returns
-/// once it was woken and resumed; the caller then runs finish_direct.
+/// it, made by Sudog::direct in the caller's frame) from g's own stack:
+/// mark it waiting, release the channel, switch to the next goroutine.
+/// Returns once it was woken and resumed; the caller then runs
+/// finish_direct.
 ///
 /// # Safety
 /// As [`direct_ok`] says (`m` is g's M); `c` is locked by the caller.
+#[inline]
 unsafe fn park_here(m: *mut M, g: *mut G, reason: &'static str, c: &RawChan) {
     // SAFETY: the caller's guarantee.
     unsafe {
@@ -721,38 +765,34 @@ unsafe fn park_here(m: *mut M, g: *mut G, reason: &'static str, c: &RawChan) {
     }
 }
 
-/// What finish_wake does, for a goroutine that parked with park_here, by
-/// the goroutine itself once it runs again: clear its wait, keep its
-/// sudog as the spare, and say whether a partner completed the operation
-/// (false: the channel was closed).
+/// What finish_wake does, for a goroutine that parked with park_here on
+/// its sudog `s`, by the goroutine itself once it runs again: check that
+/// it was woken through `s`, clear its wait, and say whether a partner
+/// completed the operation (false: the channel was closed).
 ///
 /// # Safety
-/// `g` is the calling goroutine, just back from park_here: woken (its
-/// `param` names its one sudog, which its waker dequeued and nobody else
-/// touches now).
+/// `g` is the calling goroutine, just back from park_here, and `s` the
+/// sudog in its frame it waited on.
 #[inline]
-unsafe fn finish_direct(g: *mut G) -> bool {
-    // SAFETY: the caller's guarantee; a waiter has its extra.
+unsafe fn finish_direct(g: *mut G, s: *mut Sudog) -> bool {
+    // SAFETY: the caller's guarantee; its waker is done with `s`.
     unsafe {
-        let x = &mut *(*g).extra;
-        let won = x.param;
-        if won.is_null() || won != x.waiting {
-            fatal(&format!(
-                "goroutine {}: resumed from a channel wait without the sudog it waited on",
-                (*g).id
-            ));
+        if !(*s).woken {
+            finish_direct_unwoken(g);
         }
-        x.param = ptr::null_mut();
-        x.waiting = ptr::null_mut();
-        x.waitreason = "";
-        let success = (*won).success;
-        if x.spare_sudog.is_null() {
-            x.spare_sudog = won; // reused by its next wait
-        } else {
-            drop(Box::from_raw(won));
-        }
-        success
+        (*(*g).extra).waitreason = "";
+        (*s).success
     }
+}
+
+#[cold]
+#[inline(never)]
+fn finish_direct_unwoken(g: *mut G) -> ! {
+    // SAFETY: g is the calling goroutine (finish_direct's caller).
+    let id = unsafe { (*g).id };
+    fatal(&format!(
+        "goroutine {id}: resumed from a channel wait before its sudog was woken"
+    ))
 }
 
 /// A test hook run by a goroutine parking on channels through g0, inside
@@ -805,7 +845,7 @@ pub extern "C" fn gs_chansend0(g: *mut G) -> ! {
             None => {}
         }
         let inner = c.inner();
-        let s = Sudog::wait_one(g, elem, c, true, false);
+        let s = Sudog::wait_one(g, elem, c, true);
         inner.sendq.enqueue(s);
         park(g, "chan send", &[c as *const RawChan])
     }
@@ -826,7 +866,7 @@ pub extern "C" fn gs_chanrecv0(g: *mut G) -> ! {
         match try_recv((*g).m, c, elem) {
             Some(ok) => resume(g, if ok { RECV_OK } else { RECV_CLOSED }, ok as usize),
             None => {
-                let s = Sudog::wait_one(g, elem, c, false, false);
+                let s = Sudog::wait_one(g, elem, c, false);
                 c.inner().recvq.enqueue(s);
                 park(g, "chan receive", &[c as *const RawChan])
             }
@@ -855,7 +895,7 @@ unsafe fn try_recv(m: *mut M, c: &RawChan, elem: *mut u8) -> Option<bool> {
                 let at = inner.buf.as_mut_ptr().add(inner.recvx * c.elem_size);
                 c.copy(at, elem);
                 c.copy((*s).elem, at);
-                inner.recvx = (inner.recvx + 1) % c.cap;
+                inner.recvx = c.ring_next(inner.recvx);
                 inner.sendx = inner.recvx;
             }
             (*s).success = true;
@@ -867,7 +907,7 @@ unsafe fn try_recv(m: *mut M, c: &RawChan, elem: *mut u8) -> Option<bool> {
             let at = inner.buf.as_mut_ptr().add(inner.recvx * c.elem_size);
             c.copy(at, elem);
             c.zero(at);
-            inner.recvx = (inner.recvx + 1) % c.cap;
+            inner.recvx = c.ring_next(inner.recvx);
             inner.qcount -= 1;
             c.unlock();
             return Some(true);
@@ -1003,7 +1043,7 @@ pub extern "C" fn gs_select0(g: *mut G) -> ! {
                 if inner.qcount < c.cap {
                     let at = inner.buf.as_mut_ptr().add(inner.sendx * c.elem_size);
                     c.copy(cs.elem, at);
-                    inner.sendx = (inner.sendx + 1) % c.cap;
+                    inner.sendx = c.ring_next(inner.sendx);
                     inner.qcount += 1;
                     unlock_all(&order);
                     resume(g, i, 1);

@@ -291,6 +291,36 @@ impl P {
         })
     }
 
+    /// One P only (an unshared queue): runq_push without the lock test.
+    ///
+    /// # Safety
+    /// As for runq_push; called by this P's M; the P is not shared.
+    #[inline]
+    pub(crate) unsafe fn runq_push_unshared(&self, g: *mut G) {
+        debug_assert!(!self.shared);
+        // SAFETY: unshared: only this P's M touches the queue; g as the
+        // caller guarantees.
+        unsafe {
+            let q = &mut *self.runq.get();
+            q.push(g);
+            self.len.store(q.len, Ordering::Relaxed);
+        }
+    }
+
+    /// One P only (an unshared queue): runq_pop without the lock test.
+    ///
+    /// # Safety
+    /// Called by this P's M; the P is not shared.
+    #[inline]
+    unsafe fn runq_pop_unshared(&self) -> Option<*mut G> {
+        debug_assert!(!self.shared);
+        // SAFETY: unshared: only this P's M touches the queue.
+        let q = unsafe { &mut *self.runq.get() };
+        let g = q.pop();
+        self.len.store(q.len, Ordering::Relaxed);
+        g
+    }
+
     /// One P only (an unshared queue): put `g` at the back and take the
     /// goroutine at the front, in one pass; None (and g not queued) when
     /// the queue is empty.  The length does not change.
@@ -1765,8 +1795,32 @@ unsafe fn switch_direct(m: *mut M, g: *mut G, next: *mut G) {
 pub(crate) unsafe fn park_direct(m: *mut M, g: *mut G) {
     // SAFETY: the caller's guarantee.
     unsafe {
-        let sched = &*(*m).sched;
         let p = &*(*m).p.load(Ordering::Relaxed);
+        // The common case, as find_runnable's first step: not the global
+        // queue's turn, and a goroutine in the local queue (unshared: one
+        // P, this thread's).
+        let left = p.tick.load(Ordering::Relaxed);
+        if left != 0 {
+            if let Some(next) = p.runq_pop_unshared() {
+                p.tick.store(left - 1, Ordering::Relaxed);
+                switch_direct(m, g, next);
+                return;
+            }
+        }
+        park_direct_slow(m, g, p)
+    }
+}
+
+/// park_direct when the local queue is empty or the global queue's turn
+/// has come.
+///
+/// # Safety
+/// As for park_direct; `p` is m's P.
+#[inline(never)]
+unsafe fn park_direct_slow(m: *mut M, g: *mut G, p: &P) {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        let sched = &*(*m).sched;
         match sched.find_runnable(p) {
             Some(next) => switch_direct(m, g, next),
             None => crate::trampoline::mcall(g, gs_park_schedule),

@@ -57,6 +57,53 @@ fn unbuffered_ping_pong_in_order() {
     assert_eq!(got, (1..=100u64).map(|i| i * 10).collect::<Vec<_>>());
 }
 
+/// Values of `make(i)` for i in 0..n through an unbuffered channel (each
+/// side parking in turn) and a 3-slot buffered one (the ring wraps many
+/// times), on one P and on two: everything arrives, intact and in order.
+fn elements_round_trip<T>(make: fn(u64) -> T)
+where
+    T: Copy + Send + PartialEq + std::fmt::Debug + 'static,
+{
+    for procs in [1, 2] {
+        for cap in [0, 3] {
+            let out = Arc::new(Mutex::new(Vec::new()));
+            let o = out.clone();
+            Runtime::new(Config {
+                procs,
+                debug: DebugFlags::default(),
+                gc_percent: 0,
+                ..Config::default()
+            })
+            .run(move || {
+                let c: Chan<T> = Chan::new(cap);
+                let c2 = c.clone();
+                gstack::spawn(move || {
+                    for i in 0..50 {
+                        c2.send(make(i)).unwrap();
+                    }
+                    c2.close().unwrap();
+                });
+                while let Some(v) = c.recv().unwrap() {
+                    o.lock().unwrap().push(v);
+                }
+            });
+            let want: Vec<T> = (0..50).map(make).collect();
+            assert_eq!(*out.lock().unwrap(), want, "procs {procs}, cap {cap}");
+        }
+    }
+}
+
+#[test]
+fn elements_of_every_size_arrive_intact() {
+    elements_round_trip(|_| ());
+    elements_round_trip(|i| i as u8);
+    elements_round_trip(|i| [i as u8, !(i as u8), 7]);
+    elements_round_trip(|i| i as u32 * 0x0101_0101);
+    elements_round_trip(|i| i * 0x0102_0304_0506_0708);
+    elements_round_trip(|i| (i as u128) << 64 | !i as u128);
+    elements_round_trip(|i| [i, i + 1, i + 2, i + 3, i + 4]);
+}
+
 #[test]
 fn buffered_fifo_len_cap_and_close() {
     let got = run_collect(|out| {
