@@ -533,7 +533,7 @@ impl RawChan {
     /// # Safety
     /// Locked by the caller; `elem` as for send; `m` is this thread's M
     /// (null on a thread that runs no runtime).
-    #[inline]
+    #[inline(always)]
     unsafe fn try_send(&self, m: *mut M, elem: *const u8) -> Option<Result<(), ChanError>> {
         // SAFETY: the caller's guarantee.
         unsafe {
@@ -881,7 +881,7 @@ pub extern "C" fn gs_chanrecv0(g: *mut G) -> ! {
 /// # Safety
 /// `c` is locked by the caller; `elem` as for recv; `m` is this thread's M
 /// (null on a thread that runs no runtime).
-#[inline]
+#[inline(always)]
 unsafe fn try_recv(m: *mut M, c: &RawChan, elem: *mut u8) -> Option<bool> {
     // SAFETY: the caller's guarantee.
     unsafe {
