@@ -1515,9 +1515,14 @@ impl Sched {
 }
 
 /// `size` rounded up to whole pages: the usable size of a guarded stack.
+/// `size` rounded up to whole pages (a mask: the page size is a power of
+/// two, and a division here cost two `div`s per spawn and exit); a size
+/// too large to round becomes the largest page multiple, which no mapping
+/// can satisfy, so the spawn fails cleanly.
+#[inline]
 fn round_to_pages(size: usize) -> usize {
     let page = crate::stack::page_size();
-    size.div_ceil(page) * page
+    crate::stack::round_up(size, page).unwrap_or(!(page - 1))
 }
 
 /// Make a goroutine ready to resume: finish a channel wake-up (off its
@@ -1909,20 +1914,25 @@ pub extern "C" fn gs_goexit0(g: *mut G) -> ! {
         // it found no handle.  A handle-held G therefore gives its stack
         // back first.  (Handles are only ever made from a live handle, so
         // a count of 0 here stays 0.)
-        if (*g).handles.load(Ordering::Acquire) != 0 {
+        if (*g).handles.load(Ordering::Acquire) == 0 {
+            // No handle, and none can appear: an ordinary dead G (no
+            // read-modify-write: a locked instruction on every exit).
+            sched.gfput(g);
+        } else {
             if let Some(stk) = (*g).stack() {
                 stackfree(&sched.pool, sched.cache(), stk);
                 (*g).clear_stack();
             }
-        }
-        let h = (*g)
-            .handles
-            .fetch_or(crate::g::HANDLE_EXITED, Ordering::AcqRel);
-        if h == 0 {
-            // No handle: an ordinary dead G.  Clear the bit again so that
-            // teardown, which keeps only Gs no handle holds, keeps it.
-            (*g).handles.store(0, Ordering::Relaxed);
-            sched.gfput(g);
+            let h = (*g)
+                .handles
+                .fetch_or(crate::g::HANDLE_EXITED, Ordering::AcqRel);
+            if h == 0 {
+                // The last handle went meanwhile: an ordinary dead G after
+                // all.  Clear the bit again so that teardown, which keeps
+                // only Gs no handle holds, keeps it.
+                (*g).handles.store(0, Ordering::Relaxed);
+                sched.gfput(g);
+            }
         }
         if left == 0 {
             sched.wake_all();

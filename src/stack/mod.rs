@@ -49,7 +49,7 @@ mod sys;
 
 pub use cache::StackCache;
 pub use pool::StackPool;
-pub use sys::page_size;
+pub use sys::{page_size, round_up};
 
 /// The smallest stack, order 0.
 pub const MIN_STACK: usize = 1024;
