@@ -80,6 +80,7 @@ use std::time::{Duration, Instant};
 
 #[path = "common/mod.rs"]
 mod common;
+use common::probe::{note_probed, probe_summary};
 use common::{in_goroutine, in_goroutine_procs, median_ns, note, runtime, spawn_exit_native};
 
 extern "C" {
@@ -192,7 +193,7 @@ fn chans(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500));
     g.bench_function("unbuffered round trip", |b| {
         b.iter_custom(|iters| {
-            note(
+            note_probed(
                 "chan/unbuffered round trip",
                 iters,
                 in_goroutine(iters, unbuffered_round_trip),
@@ -202,7 +203,7 @@ fn chans(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("buffered(64) send+recv", |b| {
         b.iter_custom(|iters| {
-            note(
+            note_probed(
                 "chan/buffered(64) send+recv",
                 iters,
                 in_goroutine(iters, buffered_pairs),
@@ -216,7 +217,7 @@ fn chans(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500));
     g.bench_function("2 cases round trip", |b| {
         b.iter_custom(|iters| {
-            note(
+            note_probed(
                 "select/2 cases round trip",
                 iters,
                 in_goroutine(iters, select_round_trip),
@@ -236,7 +237,7 @@ fn spawns(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let d = in_goroutine_procs(procs, iters, spawn_exit_native);
-                note(name, iters, d)
+                note_probed(name, iters, d)
             })
         });
     }
@@ -264,7 +265,7 @@ fn spawns(c: &mut Criterion) {
                 assert!(s.goroutines_recycled >= n, "{s:?}");
                 d
             });
-            note("spawn+exit managed", iters, d)
+            note_probed("spawn+exit managed", iters, d)
         })
     });
     g.finish();
@@ -763,6 +764,12 @@ fn report(memory: &[String]) {
                     if ns <= t { "met" } else { "MISSED" }
                 );
             }
+            if let Some((probe, quickest)) = probe_summary(name) {
+                l += &format!(
+                    "  [probe {probe:.2} ns, {:.2}x the quickest]",
+                    probe / quickest
+                );
+            }
             lines.push(l);
         }
     }
@@ -797,6 +804,12 @@ fn report(memory: &[String]) {
         for l in lines {
             eprintln!("{l}");
         }
+        eprintln!(
+            "[probe: the median ns of an ALU-throughput loop run after each call\n \
+             (benches/common/probe.rs); about 1.5 ns when the core is ours alone,\n \
+             2.1-2.8 ns when something else shares it, and our figures then run\n \
+             30-50% higher.  \"the quickest\": the lowest probe of this process.]"
+        );
         for m in memory {
             eprint!("{m}");
         }

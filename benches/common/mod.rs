@@ -3,6 +3,8 @@
 //! the summaries some benches print at the end.
 #![allow(dead_code)]
 
+pub mod probe;
+
 use gstack::{Config, DebugFlags, Runtime};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
