@@ -69,6 +69,13 @@
 //! have to use up its yields, and their round counter never ends), so that
 //! thread and its goroutines are left parked until the process exits.  The report at the end lists the medians and the
 //! targets (stderr).
+//!
+//! After every call of the channel, select and spawn benches a short
+//! probe runs (benches/common/probe.rs: an ALU-throughput loop, 2-3 ms);
+//! the report gives its median next to each figure.  On the VM these were
+//! tuned on, the probe reads about 1.5 ns when the core is ours alone and
+//! 2.1-2.8 ns in the machine's slow phases, when our figures run 30-50%
+//! higher: it tells a slow phase from a regression.
 
 use criterion::{black_box, Criterion, Throughput};
 use gstack::chan::{select, Chan, RawChan};
