@@ -1833,6 +1833,98 @@ unsafe fn park_direct_slow(m: *mut M, g: *mut G, p: &P) {
     }
 }
 
+/// A native goroutine's exit without the trip through g0 (gs_goexit0,
+/// then schedule, execute), when all that would do comes down to: the dead
+/// G goes on this P's free list with its stack, and the goroutine this P
+/// has next runs.  Never returns then; returns, having changed nothing,
+/// when any of that does not hold, and the caller exits the usual way.
+///
+/// Runs on g's own stack, which is safe to leave behind on the free list
+/// while we are still on it: a native stack never moves; the free list is
+/// this P's, taken from only by its holder (this M), which does so on g0
+/// or on another goroutine's stack -- that is, after the jump below; and
+/// a list that would overflow (gfput then moves Gs to the shared list,
+/// where other Ms take them) sends us the usual way.
+///
+/// # Safety
+/// `g` is this thread's running native goroutine, its entry function has
+/// returned (nothing of its frames is used again), and we are on its stack.
+pub(crate) unsafe fn exit_fast(g: *mut G) {
+    // SAFETY: the caller's guarantee; m's P and Sched are live.
+    unsafe {
+        let m = (*g).m;
+        let sched = &*(*m).sched;
+        let p = &*(*m).p.load(Ordering::Relaxed);
+        // What gs_goexit0 would report or do otherwise, and what schedule
+        // would do before it looks for work (a cycle to start, the stack
+        // cache to flush).
+        if (*g).in_syscall != 0
+            || (*g).pins != 0
+            || (*g).handles.load(Ordering::Acquire) != 0
+            || sched.gc_wanted.load(Ordering::Relaxed)
+            || p.flushed.load(Ordering::Relaxed) != sched.flush_epoch.load(Ordering::Acquire)
+        {
+            return;
+        }
+        // gfput keeps the stack and the G stays on this P's list.
+        match (*g).stack() {
+            Some(stk) if stk.size() == round_to_pages(sched.config.native_stack_size) => {}
+            _ => return,
+        }
+        let local = p.gfree();
+        if local.len() >= LOCAL_GFREE {
+            return;
+        }
+        // find_runnable's first step, without taking anything that needs
+        // more done before it resumes (a channel wake-up to finish on g0,
+        // a system call to resume in).
+        let left = p.tick.load(Ordering::Relaxed);
+        if left == 0 {
+            return;
+        }
+        let next = if p.shared {
+            // runnext first; only this P's holder fills it, so a G seen
+            // there is either the one the swap gets or gone to a thief.
+            let seen = p.runnext.load(Ordering::Relaxed);
+            if seen.is_null()
+                || seen == RUNNEXT_BUSY
+                || (*seen).chan_wake
+                || (*seen).in_syscall != 0
+            {
+                return;
+            }
+            if p.runnext.swap(ptr::null_mut(), Ordering::Acquire) != seen {
+                // Stolen meanwhile (the slot is empty now).
+                return;
+            }
+            // As execute: wait for a scan's claim on it to go.
+            (*seen).cas_status(Status::Runnable, Status::Running);
+            seen
+        } else {
+            let q = &*p.runq.get();
+            let head = q.head;
+            if head.is_null() || (*head).chan_wake || (*head).in_syscall != 0 {
+                return;
+            }
+            let next = p.runq_pop_unshared().unwrap_or(head);
+            // One P: no scan holds it now (they run on this M).
+            (*next).set_status(Status::Running);
+            next
+        };
+        p.tick.store(left - 1, Ordering::Relaxed);
+        // gs_goexit0's bookkeeping.  alive stays above zero: next lives.
+        (*g).set_status(Status::Dead);
+        (*g).set_waitreason("");
+        sched.alive.fetch_sub(1, Ordering::SeqCst);
+        local.push(g);
+        // execute's.
+        (*next).m = m;
+        (*m).curg = next;
+        (*m).note_running(next);
+        crate::trampoline::gs_gogo(&(*next).sched)
+    }
+}
+
 /// mcall target of park_direct with nothing else to run: g's context is
 /// saved and it waits; schedule on g0.
 extern "C" fn gs_park_schedule(g: *mut G) -> ! {
@@ -1967,4 +2059,10 @@ extern "C" fn native_entry(g: *mut G, data: usize, vtable: usize) {
             fatal(&format!("goroutine {id} panicked: {msg}"))
         }
     }
+    // Everything of the closure is gone (the panic payload too): straight
+    // to the next goroutine if we may, else back to gs_goentry, which
+    // exits through g0.
+    // SAFETY: g is this thread's running native goroutine, on its stack,
+    // its entry function done.
+    unsafe { exit_fast(g) }
 }

@@ -288,6 +288,68 @@ fn dead_goroutines_are_recycled_with_their_stacks() {
 
 /// A runtime run twice reuses the first run's dead Gs: teardown keeps
 /// every G no handle holds on the free list.
+/// Goroutines that end while others are runnable go straight to the next
+/// one (sched::exit_fast): their Gs and stacks are recycled as through g0.
+/// On one P the next burst, in the same run, reuses every G and stack of
+/// the last; on two, everything runs and the counts add up.
+#[test]
+fn goroutines_ending_into_the_next_one_recycle_their_gs_and_stacks() {
+    const N: usize = 40; // under LOCAL_GFREE: every exit may take the short way
+    fn burst() -> (gstack::Stats, std::collections::BTreeSet<usize>) {
+        let marks = Arc::new(Mutex::new(Vec::new()));
+        let done = Arc::new(AtomicUsize::new(0));
+        for i in 0..N {
+            let (m, d) = (marks.clone(), done.clone());
+            gstack::spawn(move || {
+                let here = 0u8;
+                m.lock().unwrap().push((i, &here as *const u8 as usize));
+                d.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        while done.load(Ordering::SeqCst) < N {
+            gstack::yield_now();
+        }
+        // The last to end may still be on its way out (two Ps).
+        while gstack::stats().unwrap().goroutines_alive > 1 {
+            gstack::yield_now();
+        }
+        let mut v = marks.lock().unwrap().clone();
+        v.sort();
+        assert_eq!(
+            v.iter().map(|x| x.0).collect::<Vec<_>>(),
+            (0..N).collect::<Vec<_>>()
+        );
+        (gstack::stats().unwrap(), v.iter().map(|x| x.1).collect())
+    }
+    for procs in [1, 2] {
+        let r = Runtime::new(Config {
+            procs,
+            debug: DebugFlags::default(),
+            gc_percent: 0,
+            ..Config::default()
+        });
+        r.run(move || {
+            let (s1, stacks1) = burst();
+            let (s2, stacks2) = burst();
+            assert_eq!((s1.goroutines_alive, s2.goroutines_alive), (1, 1));
+            assert_eq!(s2.goroutines_spawned - s1.goroutines_spawned, N as u64);
+            if procs == 1 {
+                assert_eq!(
+                    s2.goroutines_recycled - s1.goroutines_recycled,
+                    N as u64,
+                    "every G of the second burst is a dead one of the first"
+                );
+                assert_eq!(s2.stack_in_use, s1.stack_in_use, "no stack more or less");
+                assert_eq!(
+                    stacks2, stacks1,
+                    "the second burst ran on the first's stacks"
+                );
+            }
+        });
+        assert_eq!(r.stats().goroutines_alive, 0, "procs {procs}");
+    }
+}
+
 #[test]
 fn the_next_run_reuses_the_dead_goroutines_of_the_last() {
     const N: u64 = 100;
