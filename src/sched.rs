@@ -198,6 +198,15 @@ pub(crate) struct P {
     /// Counted by the holder with plain loads and stores; stats() sums.
     spawned: AtomicU64,
     recycled: AtomicU64,
+    /// Goroutines that ended here through exit_fast and are not yet taken
+    /// off `Sched::alive` (a locked read-modify-write per exit saved):
+    /// written by the holder with plain loads and stores, and taken off
+    /// (flush_exits) by the holder in schedule and in gs_goexit0, or by the
+    /// monitor when it takes the P from an M in a system call.  So alive
+    /// counts them a little longer, never less: it cannot reach zero while
+    /// a goroutine lives, and the last exit (always gs_goexit0: exit_fast
+    /// needs a goroutine to go to) flushes its own P.
+    exits: AtomicUsize,
     /// What the M holding this P saw of the others while it spun
     /// (spin_for_work): kept from one spin to the next, so that the grace
     /// a victim's single goroutine gets is counted in spin rounds however
@@ -245,6 +254,7 @@ impl P {
             id_end: AtomicU64::new(0),
             spawned: AtomicU64::new(0),
             recycled: AtomicU64::new(0),
+            exits: AtomicUsize::new(0),
             spin: UnsafeCell::new(SpinState {
                 round: 0,
                 seen: Vec::new(),
@@ -977,7 +987,12 @@ impl Sched {
             stack_in_use: s.in_use,
             stack_sys: s.sys,
             stack_cached: s.cached,
-            goroutines_alive: self.alive.load(Ordering::Relaxed),
+            goroutines_alive: self.alive.load(Ordering::Relaxed).saturating_sub(
+                self.ps
+                    .iter()
+                    .map(|p| p.exits.load(Ordering::Relaxed))
+                    .sum(),
+            ),
             goroutines_spawned: self
                 .ps
                 .iter()
@@ -1387,6 +1402,9 @@ impl Sched {
             .compare_exchange(P_SYSCALL, P_IDLE, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
+            // Ours until it is on the idle list: its exits go with us (its
+            // last holder, in a system call, no longer touches them).
+            self.flush_exits(p);
             p.owner.store(0, Ordering::Release);
             self.idle_ps.lock().unwrap().push(p as *const P as usize);
             self.start_temporary_m();
@@ -1509,6 +1527,18 @@ impl Sched {
         }
     }
 
+    /// Take `p`'s exits counted by exit_fast off `alive`.  Called by p's
+    /// holder (or the monitor, holding it for a moment in retake).
+    #[inline]
+    fn flush_exits(&self, p: &P) -> usize {
+        let n = p.exits.load(Ordering::Relaxed);
+        if n != 0 {
+            p.exits.store(0, Ordering::Relaxed);
+            self.alive.fetch_sub(n, Ordering::SeqCst);
+        }
+        n
+    }
+
     pub(crate) fn alive(&self) -> usize {
         self.alive.load(Ordering::Relaxed)
     }
@@ -1597,6 +1627,7 @@ pub(crate) unsafe fn schedule(m: *mut M) -> ! {
                 gs_gogo(&(*(*m).g0).sched)
             }
             let p = &*(*m).p.load(Ordering::Relaxed);
+            sched.flush_exits(p);
             sched.maybe_flush_cache(p);
             if sched.gc_wanted.load(Ordering::Relaxed) && !sched.cycle_active() {
                 // Start a cycle whose workers run like any goroutine (one
@@ -1912,10 +1943,12 @@ pub(crate) unsafe fn exit_fast(g: *mut G) {
             next
         };
         p.tick.store(left - 1, Ordering::Relaxed);
-        // gs_goexit0's bookkeeping.  alive stays above zero: next lives.
+        // gs_goexit0's bookkeeping, the count of the living left to
+        // flush_exits (next lives: it cannot be the last exit).
         (*g).set_status(Status::Dead);
         (*g).set_waitreason("");
-        sched.alive.fetch_sub(1, Ordering::SeqCst);
+        p.exits
+            .store(p.exits.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         local.push(g);
         // execute's.
         (*next).m = m;
@@ -1997,7 +2030,11 @@ pub extern "C" fn gs_goexit0(g: *mut G) -> ! {
         (*g).set_status(Status::Dead);
         (*g).set_waitreason("");
         (*m).curg = ptr::null_mut();
-        let left = sched.alive.fetch_sub(1, Ordering::SeqCst) - 1;
+        // This exit and the exit_fast ones not yet counted, at once.
+        let p = &*(*m).p.load(Ordering::Relaxed);
+        let n = 1 + p.exits.load(Ordering::Relaxed);
+        p.exits.store(0, Ordering::Relaxed);
+        let left = sched.alive.fetch_sub(n, Ordering::SeqCst) - n;
         // Its result stays in g.sched (Context::retval) for the handles;
         // while one lives the G is not reused (the last one releases it).
         // Order matters: once HANDLE_EXITED is set, the last handle may
