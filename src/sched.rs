@@ -18,7 +18,10 @@
 //! (park_direct: no other M can take it before the switch saved it); on
 //! several Ps a yield to the goroutine in runnext (gs_switch_publish, which
 //! publishes the yielder only once it is saved and the thread is off its
-//! stack).
+//! stack); and on any number of Ps the end of a native goroutine when its
+//! P has a goroutine ready to go (exit_fast: the dead G goes on the P's
+//! free list while we are still on its stack, which nobody can reuse
+//! before we have jumped off it).
 
 use crate::arch::Context;
 use crate::fatal::{fatal, fatal_g, panic_message};
