@@ -482,19 +482,32 @@ impl RawChan {
                 if let Some(r) = self.try_send(m, elem) {
                     return r;
                 }
-                let mut s = Sudog::direct(g, elem as *mut u8, self, true);
-                let s = &raw mut s;
-                self.inner().sendq.enqueue(s);
-                park_here(m, g, "chan send", self);
-                return if finish_direct(g, s) {
-                    Ok(())
-                } else {
-                    Err(ChanError::Closed)
-                };
+                return self.send_park(m, g, elem);
             }
         }
         // SAFETY: as above.
         unsafe { self.send_shared(m, g, elem) }
+    }
+
+    /// The one-P native send's wait: queue a sudog in this frame, switch
+    /// away, and once woken say how it went.
+    ///
+    /// # Safety
+    /// As for send, on its direct path, with the channel locked.
+    #[inline(always)]
+    unsafe fn send_park(&self, m: *mut M, g: *mut G, elem: *const u8) -> Result<(), ChanError> {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            let mut s = Sudog::direct(g, elem as *mut u8, self, true);
+            let s = &raw mut s;
+            self.inner().sendq.enqueue(s);
+            park_here(m, g, "chan send", self);
+            if finish_direct(g, s) {
+                Ok(())
+            } else {
+                Err(ChanError::Closed)
+            }
+        }
     }
 
     /// send with several Ps (or from a managed goroutine), out of line so
@@ -584,15 +597,28 @@ impl RawChan {
                 if let Some(ok) = try_recv(m, self, elem) {
                     return Ok(ok);
                 }
-                let mut s = Sudog::direct(g, elem, self, false);
-                let s = &raw mut s;
-                self.inner().recvq.enqueue(s);
-                park_here(m, g, "chan receive", self);
-                return Ok(finish_direct(g, s));
+                return Ok(self.recv_park(m, g, elem));
             }
         }
         // SAFETY: as above.
         unsafe { self.recv_shared(m, g, elem) }
+    }
+
+    /// The one-P native receive's wait (see send_park): true when a value
+    /// came, false when the channel was closed.
+    ///
+    /// # Safety
+    /// As for recv, on its direct path, with the channel locked.
+    #[inline(always)]
+    unsafe fn recv_park(&self, m: *mut M, g: *mut G, elem: *mut u8) -> bool {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            let mut s = Sudog::direct(g, elem, self, false);
+            let s = &raw mut s;
+            self.inner().recvq.enqueue(s);
+            park_here(m, g, "chan receive", self);
+            finish_direct(g, s)
+        }
     }
 
     /// recv with several Ps (or from a managed goroutine), out of line so
@@ -659,36 +685,50 @@ impl RawChan {
 /// else will wake it); called after the channel's lock is released or
 /// with it held (readying takes no channel lock); `m` is this thread's M
 /// (null on a thread that runs no runtime).
-#[inline]
+#[inline(always)]
 unsafe fn wake(m: *mut M, s: *mut Sudog) {
     // SAFETY: the caller's guarantee.
     unsafe {
         let g = (*s).g;
-        if (*s).direct {
-            // The sudog lives in g's frame: this is its last use here.
-            // g stays Waiting (and the frame with it) until readied below.
-            (*s).woken = true;
-            // g parked on one P from its own stack; when that P is this
-            // thread's (its M is ours), ready it as ready_from would, with
-            // the checks it makes already known.
-            if (*g).m == m {
-                let p = (*m).p.load(Ordering::Relaxed);
-                if !p.is_null() && !(*p).shared {
-                    // SAFETY: as ready_from's one-P case: nobody else
-                    // changes g's status now, and the queue is this
-                    // thread's alone.
-                    (*g).set_status(Status::Runnable);
-                    (*p).runq_push_unshared(g);
-                    return;
-                }
+        // The common case, inline: g parked on one P from its own stack
+        // (direct) and that P is this thread's (its M is ours): ready it
+        // as ready_from would, with the checks it makes already known.
+        if (*s).direct && (*g).m == m {
+            let p = (*m).p.load(Ordering::Relaxed);
+            if !p.is_null() && !(*p).shared {
+                // The sudog lives in g's frame: this is its last use here.
+                (*s).woken = true;
+                // As ready_from's one-P case: nobody else changes g's
+                // status now, and the queue is this thread's alone.
+                (*g).set_status(Status::Runnable);
+                (*p).runq_push_unshared(g);
+                return;
             }
+        }
+        wake_other(m, s)
+    }
+}
+
+/// wake for the other cases: a waiter that parked through g0 (finish_wake
+/// will run before it resumes), or one woken from another thread.
+///
+/// # Safety
+/// As for wake.
+#[inline(never)]
+unsafe fn wake_other(m: *mut M, s: *mut Sudog) {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        let g = (*s).g;
+        if (*s).direct {
+            // The sudog lives in g's frame: this is its last use here.  g
+            // stays Waiting (and the frame with it) until readied below.
+            (*s).woken = true;
         } else {
             // The waiter made its extra when it queued its sudog.
             (*(*g).extra).param = s;
             (*g).chan_wake = true;
         }
-        let sched = sched_of(g);
-        sched.ready_from(m, g);
+        sched_of(g).ready_from(m, g);
     }
 }
 
