@@ -27,31 +27,33 @@ const PROBE_ITERS: u64 = 1_000_000;
 /// Per benchmark name, the probes taken after its calls.
 static PROBES: Mutex<BTreeMap<String, Vec<f64>>> = Mutex::new(BTreeMap::new());
 
+/// One add of 1 to asm operand `$n`, in this architecture's syntax.
+#[cfg(target_arch = "x86_64")]
+macro_rules! inc {
+    ($n:literal) => {
+        concat!("add {", $n, "}, 1")
+    };
+}
+#[cfg(target_arch = "aarch64")]
+macro_rules! inc {
+    ($n:literal) => {
+        concat!("add {", $n, "}, {", $n, "}, 1")
+    };
+}
+
 /// ns per iteration of 16 register adds in 8 independent chains.
 pub fn probe_ns() -> f64 {
     let t = Instant::now();
     let mut r = [1u64, 2, 3, 4, 5, 6, 7, 8];
     for _ in 0..PROBE_ITERS {
-        // SAFETY (both asm blocks): register arithmetic only.
-        #[cfg(target_arch = "x86_64")]
+        // SAFETY: register arithmetic only.
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
         unsafe {
             core::arch::asm!(
-                "add {0}, 1", "add {1}, 1", "add {2}, 1", "add {3}, 1",
-                "add {4}, 1", "add {5}, 1", "add {6}, 1", "add {7}, 1",
-                "add {0}, 1", "add {1}, 1", "add {2}, 1", "add {3}, 1",
-                "add {4}, 1", "add {5}, 1", "add {6}, 1", "add {7}, 1",
-                inout(reg) r[0], inout(reg) r[1], inout(reg) r[2], inout(reg) r[3],
-                inout(reg) r[4], inout(reg) r[5], inout(reg) r[6], inout(reg) r[7],
-                options(nomem, nostack),
-            );
-        }
-        #[cfg(target_arch = "aarch64")]
-        unsafe {
-            core::arch::asm!(
-                "add {0}, {0}, 1", "add {1}, {1}, 1", "add {2}, {2}, 1", "add {3}, {3}, 1",
-                "add {4}, {4}, 1", "add {5}, {5}, 1", "add {6}, {6}, 1", "add {7}, {7}, 1",
-                "add {0}, {0}, 1", "add {1}, {1}, 1", "add {2}, {2}, 1", "add {3}, {3}, 1",
-                "add {4}, {4}, 1", "add {5}, {5}, 1", "add {6}, {6}, 1", "add {7}, {7}, 1",
+                inc!("0"), inc!("1"), inc!("2"), inc!("3"),
+                inc!("4"), inc!("5"), inc!("6"), inc!("7"),
+                inc!("0"), inc!("1"), inc!("2"), inc!("3"),
+                inc!("4"), inc!("5"), inc!("6"), inc!("7"),
                 inout(reg) r[0], inout(reg) r[1], inout(reg) r[2], inout(reg) r[3],
                 inout(reg) r[4], inout(reg) r[5], inout(reg) r[6], inout(reg) r[7],
                 options(nomem, nostack),
