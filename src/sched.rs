@@ -1800,7 +1800,7 @@ unsafe fn yield_shared(m: *mut M, g: *mut G, p: &P) {
 /// # Safety
 /// `m` is this thread's M of a one-P runtime, `g` its current goroutine
 /// on g's stack, `next` runnable and off every queue.
-#[inline]
+#[inline(always)]
 unsafe fn switch_direct(m: *mut M, g: *mut G, next: *mut G) {
     // SAFETY: the caller's guarantee.
     unsafe {
@@ -1808,7 +1808,7 @@ unsafe fn switch_direct(m: *mut M, g: *mut G, next: *mut G) {
         // run on this M between goroutines), so plain stores do what
         // set_resumed's compare-and-swap does.
         if (*next).chan_wake {
-            crate::chan::finish_wake(m, next);
+            finish_wake_off_line(m, next);
         }
         (*next).set_status(if (*next).in_syscall != 0 {
             Status::Syscall
@@ -1820,6 +1820,18 @@ unsafe fn switch_direct(m: *mut M, g: *mut G, next: *mut G) {
         (*m).note_running(next);
         crate::trampoline::gs_swapcontext(&mut (*g).sched, &(*next).sched);
     }
+}
+
+/// finish_wake for switch_direct, out of line: the switch is inlined into
+/// its callers, and a goroutine with a wake-up to finish is the rarer case
+/// there (a goroutine that parked through g0).
+///
+/// # Safety
+/// As for finish_wake.
+#[inline(never)]
+unsafe fn finish_wake_off_line(m: *mut M, g: *mut G) {
+    // SAFETY: the caller's guarantee.
+    unsafe { crate::chan::finish_wake(m, g) }
 }
 
 /// Block the calling goroutine `g` of a one-P runtime, already marked
