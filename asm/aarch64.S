@@ -36,8 +36,8 @@
  * by gs_yield_native schedlink, status, chan_wake, in_syscall, and by
  * gs_switch_publish status.
  * M fields used: g0 0; gs_yield_native also curg, p, running, schedtick
- * and P's shared, tick, runq head and tail.  The Rust side asserts all of
- * these at compile time (src/abi.rs).
+ * and P's shared, tick, runq head and tail, runnext.  The Rust side
+ * asserts all of these at compile time (src/abi.rs).
  */
 
 #include "../include/gstack_asm.h"
@@ -200,6 +200,8 @@ gs_yield_native:
         cbz     x3, 8f
         ldrb    w9, [x3, #GS_P_SHARED]
         cbnz    w9, 8f                  /* several Ps: through g0 */
+        ldr     x9, [x3, #GS_P_RUNNEXT]
+        cbnz    x9, 8f                  /* a woken goroutine runs next */
         ldr     w4, [x3, #GS_P_TICK]
         cbz     w4, 8f                  /* the global queue's turn */
         ldr     x1, [x3, #GS_P_RUNQ_HEAD]

@@ -33,8 +33,8 @@
  * by gs_yield_native schedlink, status, chan_wake, in_syscall, and by
  * gs_switch_publish status.
  * M fields used: g0 0; gs_yield_native also curg, p, running, schedtick
- * and P's shared, tick, runq head and tail.  The Rust side asserts all of
- * these at compile time (src/abi.rs).
+ * and P's shared, tick, runq head and tail, runnext.  The Rust side
+ * asserts all of these at compile time (src/abi.rs).
  *
  * Symbols defined in Rust and called from here (all `extern "C"`, no unwind):
  *   gs_goexit0(g)               finish a goroutine; runs on g0; never returns
@@ -325,6 +325,8 @@ gs_yield_native:
         jz      8f
         cmp     byte ptr [rcx + GS_P_SHARED], 0
         jne     8f                      /* several Ps: through g0 */
+        cmp     qword ptr [rcx + GS_P_RUNNEXT], 0
+        jne     8f                      /* a woken goroutine runs next */
         mov     eax, [rcx + GS_P_TICK]
         test    eax, eax
         jz      8f                      /* the global queue's turn */

@@ -57,6 +57,7 @@
 #define GS_P_TICK          28  /* u32: schedules left before the global queue's turn */
 #define GS_P_RUNQ_HEAD     32  /* *G: local run queue, linked by schedlink  */
 #define GS_P_RUNQ_TAIL     40  /* *G                                        */
+#define GS_P_RUNNEXT       56  /* *G: run ahead of the queue (one P: a goroutine a channel woke) */
 
 /* Status values the asm writes. */
 #define GS_STATUS_RUNNABLE 1

@@ -60,6 +60,7 @@ assert_offset!(M, schedtick, GS_M_SCHEDTICK);
 assert_offset!(crate::sched::P, state, GS_P_STATE);
 assert_offset!(crate::sched::P, shared, GS_P_SHARED);
 assert_offset!(crate::sched::P, tick, GS_P_TICK);
+assert_offset!(crate::sched::P, runnext, GS_P_RUNNEXT);
 const _: () = assert!(
     offset_of!(crate::sched::P, runq) + crate::sched::GQUEUE_HEAD == GS_P_RUNQ_HEAD
         && offset_of!(crate::sched::P, runq) + crate::sched::GQUEUE_TAIL == GS_P_RUNQ_TAIL,

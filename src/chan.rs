@@ -698,10 +698,11 @@ unsafe fn wake(m: *mut M, s: *mut Sudog) {
             if !p.is_null() && !(*p).shared {
                 // The sudog lives in g's frame: this is its last use here.
                 (*s).woken = true;
-                // As ready_from's one-P case: nobody else changes g's
-                // status now, and the queue is this thread's alone.
+                // As ready_from's one-P case (nobody else changes g's
+                // status now, and the P is this thread's alone), but g
+                // runs next, as Go's ready() does: in runnext.
                 (*g).set_status(Status::Runnable);
-                (*p).runq_push_unshared(g);
+                (*p).put_next_unshared(g);
                 return;
             }
         }

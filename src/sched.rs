@@ -160,6 +160,13 @@ pub(crate) const P_IDLE: u32 = 2;
 /// with a compare-and-swap, and spinning Ms leave it alone while the holder
 /// keeps scheduling (it will run it in a moment, on a warm cache).  So the
 /// spawn-then-yield pattern stays on one M and takes no queue lock.
+///
+/// With one P, `runnext` holds the goroutine a channel operation on this
+/// M last woke (as Go's ready() puts it in runnext): the partner of a
+/// channel ping-pong runs next without a trip through the queue.  Only
+/// this M touches it, with plain loads and stores.  So that such a pair
+/// cannot keep the queue waiting forever, the global queue's turn (every
+/// GLOBAL_CHECK_EVERY schedules) also takes the queue's head before it.
 #[repr(C, align(64))]
 pub(crate) struct P {
     /// P_RUNNING, P_SYSCALL (its M is in a system call: the monitor may
@@ -177,9 +184,10 @@ pub(crate) struct P {
     pub(crate) tick: AtomicU32,
     /// head and tail are read by gs_yield_native (GS_P_RUNQ_HEAD/_TAIL).
     pub(crate) runq: UnsafeCell<GQueue>,
-    /// Several Ps only (null otherwise): the goroutine to run next, ahead
-    /// of `runq`; runnable, its context saved, on no queue.
-    runnext: AtomicPtr<G>,
+    /// The goroutine to run next, ahead of `runq` (see above); runnable,
+    /// its context saved, on no queue.  gs_yield_native leaves a one-P
+    /// yield to the Rust path when it is set (GS_P_RUNNEXT).
+    pub(crate) runnext: AtomicPtr<G>,
     /// The queue's length, on a line of its own: spinning Ms read it on
     /// every look, and the holder writes it only when the queue changes
     /// (not on every schedule, as `tick` and `runnext` above), so those
@@ -318,6 +326,35 @@ impl P {
             q.push(g);
             self.len.store(q.len, Ordering::Relaxed);
         }
+    }
+
+    /// One P only: make `g`, just woken on this M, the next to run; the
+    /// one there before goes to the back of the queue (Go's runqput with
+    /// next).
+    ///
+    /// # Safety
+    /// As for runq_push; called by this P's M; the P is not shared.
+    #[inline(always)]
+    pub(crate) unsafe fn put_next_unshared(&self, g: *mut G) {
+        debug_assert!(!self.shared);
+        let old = self.runnext.load(Ordering::Relaxed);
+        self.runnext.store(g, Ordering::Relaxed);
+        if !old.is_null() {
+            // SAFETY: old was runnext: runnable, saved, on no queue.
+            unsafe { self.runq_push_unshared(old) };
+        }
+    }
+
+    /// One P only: take runnext, if any.  Called by this P's M.
+    #[inline(always)]
+    fn take_next_unshared(&self) -> Option<*mut G> {
+        debug_assert!(!self.shared);
+        let g = self.runnext.load(Ordering::Relaxed);
+        if g.is_null() {
+            return None;
+        }
+        self.runnext.store(ptr::null_mut(), Ordering::Relaxed);
+        Some(g)
     }
 
     /// One P only (an unshared queue): runq_pop without the lock test.
@@ -709,8 +746,8 @@ impl Sched {
     /// Make the just-spawned `g` runnable on the calling M's P: with
     /// several Ps it runs next there (runnext, ahead of the queue; Go's
     /// newproc does the same), and an idle M is woken as for any new work.
-    /// With one P it goes to the back of the queue (the switch paths of a
-    /// one-P runtime, assembly included, know no runnext).
+    /// With one P it goes to the back of the queue (runnext there is for
+    /// channel wake-ups).
     ///
     /// # Safety
     /// `g` is live with its context saved and on no queue; called on an M
@@ -817,10 +854,13 @@ impl Sched {
         let left = p.tick.load(Ordering::Relaxed);
         if left != 0 {
             p.tick.store(left - 1, Ordering::Relaxed);
-            if p.shared {
-                if let Some(g) = p.take_next() {
-                    return Some(g);
-                }
+            let next = if p.shared {
+                p.take_next()
+            } else {
+                p.take_next_unshared()
+            };
+            if let Some(g) = next {
+                return Some(g);
             }
             if let Some(g) = p.runq_pop() {
                 return Some(g);
@@ -855,10 +895,14 @@ impl Sched {
 
     #[inline(never)]
     fn find_runnable_slow(&self, p: &P) -> Option<*mut G> {
-        if let Some(g) = p.take_next() {
-            return Some(g);
-        }
-        if let Some(g) = p.runq_pop() {
+        if p.shared {
+            if let Some(g) = p.take_next().or_else(|| p.runq_pop()) {
+                return Some(g);
+            }
+        } else if let Some(g) = p.runq_pop().or_else(|| p.take_next_unshared()) {
+            // One P: the queue before runnext here (the global queue's
+            // turn, or nothing left in either), so that a channel
+            // ping-pong through runnext leaves the queue a turn.
             return Some(g);
         }
         if let Some(g) = self.pop_global() {
@@ -1726,7 +1770,8 @@ pub(crate) unsafe fn yield_switch(m: *mut M, g: *mut G) {
         // The common case: the global queue's turn has not come and the
         // local queue has a goroutine: g takes its place at the back.
         let left = p.tick.load(Ordering::Relaxed);
-        let next = match if left != 0 { p.rotate(g) } else { None } {
+        let rotate = left != 0 && p.runnext.load(Ordering::Relaxed).is_null();
+        let next = match if rotate { p.rotate(g) } else { None } {
             Some(next) => {
                 p.tick.store(left - 1, Ordering::Relaxed);
                 next
@@ -1848,11 +1893,11 @@ pub(crate) unsafe fn park_direct(m: *mut M, g: *mut G) {
     unsafe {
         let p = &*(*m).p.load(Ordering::Relaxed);
         // The common case, as find_runnable's first step: not the global
-        // queue's turn, and a goroutine in the local queue (unshared: one
-        // P, this thread's).
+        // queue's turn, and a goroutine in runnext (the partner this M
+        // just woke) or the local queue (unshared: one P, this thread's).
         let left = p.tick.load(Ordering::Relaxed);
         if left != 0 {
-            if let Some(next) = p.runq_pop_unshared() {
+            if let Some(next) = p.take_next_unshared().or_else(|| p.runq_pop_unshared()) {
                 p.tick.store(left - 1, Ordering::Relaxed);
                 switch_direct(m, g, next);
                 return;
@@ -1947,12 +1992,22 @@ pub(crate) unsafe fn exit_fast(g: *mut G) {
             (*seen).cas_status(Status::Runnable, Status::Running);
             seen
         } else {
-            let q = &*p.runq.get();
-            let head = q.head;
+            // runnext (a goroutine woken by a channel), else the queue.
+            let seen = p.runnext.load(Ordering::Relaxed);
+            let head = if seen.is_null() {
+                (*p.runq.get()).head
+            } else {
+                seen
+            };
             if head.is_null() || (*head).chan_wake || (*head).in_syscall != 0 {
                 return;
             }
-            let next = p.runq_pop_unshared().unwrap_or(head);
+            let next = if seen.is_null() {
+                p.runq_pop_unshared().unwrap_or(head)
+            } else {
+                p.runnext.store(ptr::null_mut(), Ordering::Relaxed);
+                seen
+            };
             // One P: no scan holds it now (they run on this M).
             (*next).set_status(Status::Running);
             next

@@ -4,6 +4,7 @@
 
 mod common;
 
+use gstack::chan::Chan;
 use gstack::testing;
 use gstack::{Builder, Config, DebugFlags, Runtime, SpawnError};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -348,6 +349,89 @@ fn goroutines_ending_into_the_next_one_recycle_their_gs_and_stacks() {
         });
         assert_eq!(r.stats().goroutines_alive, 0, "procs {procs}");
     }
+}
+
+/// One P: a goroutine a channel operation woke runs next, ahead of the
+/// queue (Go's runnext), whether the waker then blocks or yields.
+#[test]
+fn a_goroutine_woken_by_a_channel_runs_next() {
+    for waker_yields in [false, true] {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let l = log.clone();
+        rt().run(move || {
+            let c: Chan<u32> = Chan::new(0);
+            let done: Chan<()> = Chan::new(0);
+            let (c2, l2) = (c.clone(), l.clone());
+            gstack::spawn(move || {
+                let v = c2.recv().unwrap().unwrap();
+                l2.lock().unwrap().push(format!("woken {v}"));
+            });
+            gstack::yield_now(); // it waits in recv
+            let (l3, d3) = (l.clone(), done.clone());
+            gstack::spawn(move || {
+                l3.lock().unwrap().push("queued".to_string());
+                d3.send(()).unwrap();
+            });
+            c.send(7).unwrap(); // wakes the receiver; "queued" is in the queue
+            if waker_yields {
+                gstack::yield_now();
+            }
+            done.recv().unwrap();
+        });
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["woken 7", "queued"],
+            "waker yields: {waker_yields}"
+        );
+    }
+}
+
+/// One P: a pair of goroutines in a channel ping-pong (each wakes the
+/// other into runnext) still leaves the queue its turn: a third goroutine
+/// that only yields keeps running meanwhile.
+#[test]
+fn a_channel_ping_pong_does_not_starve_the_queue() {
+    const ROUND_TRIPS: u64 = 20_000;
+    let seen = Arc::new(Mutex::new((0u64, 0u64)));
+    let s = seen.clone();
+    rt().run(move || {
+        let turns = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (t2, s2) = (turns.clone(), stop.clone());
+        gstack::spawn(move || {
+            while !s2.load(Ordering::Relaxed) {
+                t2.fetch_add(1, Ordering::Relaxed);
+                gstack::yield_now();
+            }
+        });
+        let ping: Chan<u64> = Chan::new(0);
+        let pong: Chan<u64> = Chan::new(0);
+        let (p2, q2) = (ping.clone(), pong.clone());
+        gstack::spawn(move || {
+            while let Some(v) = p2.recv().unwrap() {
+                q2.send(v + 1).unwrap();
+            }
+        });
+        ping.send(0).unwrap();
+        pong.recv().unwrap();
+        let before = turns.load(Ordering::Relaxed) as u64;
+        for i in 0..ROUND_TRIPS {
+            ping.send(i).unwrap();
+            assert_eq!(pong.recv().unwrap(), Some(i + 1));
+        }
+        let after = turns.load(Ordering::Relaxed) as u64;
+        ping.close().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        *s.lock().unwrap() = (before, after);
+    });
+    let (before, after) = *seen.lock().unwrap();
+    // Four schedules a round trip; the queue's head gets one of every
+    // GLOBAL_CHECK_EVERY (61) at least.
+    assert!(
+        after - before >= ROUND_TRIPS * 4 / 61 / 2,
+        "the yielding goroutine ran {} times during {ROUND_TRIPS} round trips",
+        after - before
+    );
 }
 
 #[test]
