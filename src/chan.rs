@@ -693,7 +693,7 @@ unsafe fn wake(m: *mut M, s: *mut Sudog) {
         // The common case, inline: g parked on one P from its own stack
         // (direct) and that P is this thread's (its M is ours): ready it
         // as ready_from would, with the checks it makes already known.
-        if (*s).direct && (*g).m == m {
+        if (*s).direct && (*g).m == m && m::holds_p(m) {
             let p = (*m).p.load(Ordering::Relaxed);
             if !p.is_null() && !(*p).shared {
                 // The sudog lives in g's frame: this is its last use here.

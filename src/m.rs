@@ -193,6 +193,22 @@ pub fn g_on_stack(m: *mut M) -> *mut G {
     }
 }
 
+/// Whether `m`, this thread's M, surely holds the P in `m.p`: false while
+/// its goroutine is inside a system call window (foreign code calling back
+/// into us, say to close a channel), where the monitor may have handed the
+/// P to another M -- `m.p` is cleared only when the goroutine comes back.
+///
+/// # Safety
+/// `m` is this thread's live M.
+#[inline]
+pub(crate) unsafe fn holds_p(m: *mut M) -> bool {
+    // SAFETY: the caller's guarantee; a non-null curg is live.
+    unsafe {
+        let g = (*m).curg;
+        g.is_null() || (*g).in_syscall == 0
+    }
+}
+
 /// The user goroutine this thread is running, or null.
 #[inline]
 pub fn current_g() -> *mut G {

@@ -3,8 +3,9 @@
 //! g0 that picks the next goroutine.
 //!
 //! A runtime has `procs` Ps (GSMAXPROCS), each held by one M (a thread).
-//! A P owns a local run queue, a `runnext` slot (several Ps only: the
-//! goroutine its M runs next, as Go's p.runnext), a stack cache and a list
+//! A P owns a local run queue, a `runnext` slot (the goroutine its M runs
+//! next, as Go's p.runnext: with several Ps a new or yielding one, with one
+//! P one a channel operation woke), a stack cache and a list
 //! of dead Gs; a global queue takes work from outside.  An M with nothing
 //! to run steals half of another P's queue (or its runnext, after a grace
 //! period), spins for a while, then sleeps until wake_idle.
@@ -433,7 +434,8 @@ impl P {
         }
     }
 
-    /// Several Ps: take this P's `runnext`, if any.  Called by its holder.
+    /// Take this P's `runnext`, if any (with a swap: with several Ps a
+    /// thief may take it meanwhile).  Called by its holder.
     #[inline]
     fn take_next(&self) -> Option<*mut G> {
         if self.runnext.load(Ordering::Relaxed).is_null() {
@@ -516,8 +518,10 @@ impl P {
     /// This P's list of dead Gs.
     ///
     /// # Safety
-    /// Called by the M holding this P, on its system stack; the borrow ends
-    /// before anything else can use the list.
+    /// Called by the M holding this P, on its system stack (or, in
+    /// exit_fast, on the stack of its goroutine that is ending, which the
+    /// list may then hold: it is left before the list is used again); the
+    /// borrow ends before anything else can use the list.
     #[allow(clippy::mut_from_ref)]
     unsafe fn gfree(&self) -> &mut Vec<*mut G> {
         // SAFETY: the caller's guarantee.
@@ -887,9 +891,17 @@ impl Sched {
                 .or_else(|| self.pop_global())
         } else {
             p.tick.store(GLOBAL_CHECK_EVERY, Ordering::Relaxed);
-            self.pop_global()
-                .or_else(|| p.take_next())
-                .or_else(|| p.runq_pop())
+            if p.shared {
+                self.pop_global()
+                    .or_else(|| p.take_next())
+                    .or_else(|| p.runq_pop())
+            } else {
+                // One P: the queue before runnext on this turn, as in
+                // find_runnable_slow.
+                self.pop_global()
+                    .or_else(|| p.runq_pop())
+                    .or_else(|| p.take_next_unshared())
+            }
         }
     }
 
@@ -1034,7 +1046,9 @@ impl Sched {
             stack_in_use: s.in_use,
             stack_sys: s.sys,
             stack_cached: s.cached,
-            goroutines_alive: self.alive.load(Ordering::Relaxed).saturating_sub(
+            // alive first (Acquire, pairing with the fetch_sub of a flush):
+            // an exit already taken off it then reads as flushed below.
+            goroutines_alive: self.alive.load(Ordering::Acquire).saturating_sub(
                 self.ps
                     .iter()
                     .map(|p| p.exits.load(Ordering::Relaxed))
@@ -1098,7 +1112,7 @@ impl Sched {
     pub(crate) unsafe fn ready_from(&self, m: *mut M, g: *mut G) {
         // SAFETY: the caller's guarantee.
         unsafe {
-            if !m.is_null() && core::ptr::eq((*m).sched, self) {
+            if !m.is_null() && core::ptr::eq((*m).sched, self) && crate::m::holds_p(m) {
                 let p = (*m).p.load(Ordering::Relaxed);
                 if !p.is_null() {
                     let p = &*p;
@@ -1591,8 +1605,7 @@ impl Sched {
     }
 }
 
-/// `size` rounded up to whole pages: the usable size of a guarded stack.
-/// `size` rounded up to whole pages (a mask: the page size is a power of
+/// `size` rounded up to whole pages, the usable size of a guarded stack (a mask: the page size is a power of
 /// two, and a division here cost two `div`s per spawn and exit); a size
 /// too large to round becomes the largest page multiple, which no mapping
 /// can satisfy, so the spawn fails cleanly.
@@ -1863,6 +1876,13 @@ unsafe fn switch_direct(m: *mut M, g: *mut G, next: *mut G) {
         (*next).m = m;
         (*m).curg = next;
         (*m).note_running(next);
+        if (*next).in_syscall != 0 {
+            // As execute: it resumes inside its system call, where its P
+            // may be handed off.
+            (*(*m).p.load(Ordering::Relaxed))
+                .state
+                .store(P_SYSCALL, Ordering::Release);
+        }
         crate::trampoline::gs_swapcontext(&mut (*g).sched, &(*next).sched);
     }
 }
@@ -1907,7 +1927,8 @@ pub(crate) unsafe fn park_direct(m: *mut M, g: *mut G) {
     }
 }
 
-/// park_direct when the local queue is empty or the global queue's turn
+/// park_direct when runnext and the local queue are empty or the global
+/// queue's turn
 /// has come.
 ///
 /// # Safety
@@ -1974,23 +1995,21 @@ pub(crate) unsafe fn exit_fast(g: *mut G) {
             return;
         }
         let next = if p.shared {
-            // runnext first; only this P's holder fills it, so a G seen
-            // there is either the one the swap gets or gone to a thief.
-            let seen = p.runnext.load(Ordering::Relaxed);
-            if seen.is_null()
-                || seen == RUNNEXT_BUSY
-                || (*seen).chan_wake
-                || (*seen).in_syscall != 0
-            {
+            // Off runnext, leaving RUNNEXT_BUSY (only this P's holder
+            // fills the slot; thieves leave the sentinel) until we know it
+            // needs nothing done first: its fields are ours to read only
+            // once we hold it.
+            let Some(next) = p.take_next_reserving() else {
+                return;
+            };
+            if (*next).chan_wake || (*next).in_syscall != 0 {
+                p.runnext.store(next, Ordering::Release);
                 return;
             }
-            if p.runnext.swap(ptr::null_mut(), Ordering::Acquire) != seen {
-                // Stolen meanwhile (the slot is empty now).
-                return;
-            }
+            p.runnext.store(ptr::null_mut(), Ordering::Relaxed);
             // As execute: wait for a scan's claim on it to go.
-            (*seen).cas_status(Status::Runnable, Status::Running);
-            seen
+            (*next).cas_status(Status::Runnable, Status::Running);
+            next
         } else {
             // runnext (a goroutine woken by a channel), else the queue.
             let seen = p.runnext.load(Ordering::Relaxed);

@@ -287,8 +287,6 @@ fn dead_goroutines_are_recycled_with_their_stacks() {
     assert_eq!(r.stats().goroutines_recycled, 400);
 }
 
-/// A runtime run twice reuses the first run's dead Gs: teardown keeps
-/// every G no handle holds on the free list.
 /// Goroutines that end while others are runnable go straight to the next
 /// one (sched::exit_fast): their Gs and stacks are recycled as through g0.
 /// On one P the next burst, in the same run, reuses every G and stack of
@@ -434,6 +432,8 @@ fn a_channel_ping_pong_does_not_starve_the_queue() {
     );
 }
 
+/// A runtime run twice reuses the first run's dead Gs: teardown keeps
+/// every G no handle holds on the free list.
 #[test]
 fn the_next_run_reuses_the_dead_goroutines_of_the_last() {
     const N: u64 = 100;
