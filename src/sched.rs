@@ -346,6 +346,18 @@ impl P {
         }
     }
 
+    /// The exits counted by exit_fast not yet taken off Sched::alive, now
+    /// taken (the caller subtracts them).  Called by the P's holder, or
+    /// the monitor holding it in retake.
+    #[inline]
+    fn take_exits(&self) -> usize {
+        let n = self.exits.load(Ordering::Relaxed);
+        if n != 0 {
+            self.exits.store(0, Ordering::Relaxed);
+        }
+        n
+    }
+
     /// One P only: take runnext, if any.  Called by this P's M.
     #[inline(always)]
     fn take_next_unshared(&self) -> Option<*mut G> {
@@ -1591,13 +1603,11 @@ impl Sched {
     /// Take `p`'s exits counted by exit_fast off `alive`.  Called by p's
     /// holder (or the monitor, holding it for a moment in retake).
     #[inline]
-    fn flush_exits(&self, p: &P) -> usize {
-        let n = p.exits.load(Ordering::Relaxed);
+    fn flush_exits(&self, p: &P) {
+        let n = p.take_exits();
         if n != 0 {
-            p.exits.store(0, Ordering::Relaxed);
             self.alive.fetch_sub(n, Ordering::SeqCst);
         }
-        n
     }
 
     pub(crate) fn alive(&self) -> usize {
@@ -2011,22 +2021,22 @@ pub(crate) unsafe fn exit_fast(g: *mut G) {
             (*next).cas_status(Status::Runnable, Status::Running);
             next
         } else {
-            // runnext (a goroutine woken by a channel), else the queue.
-            let seen = p.runnext.load(Ordering::Relaxed);
-            let head = if seen.is_null() {
+            // runnext (a goroutine woken by a channel), else the queue's
+            // head: looked at, then taken once it needs nothing more.
+            let in_next = p.runnext.load(Ordering::Relaxed);
+            let next = if in_next.is_null() {
                 (*p.runq.get()).head
             } else {
-                seen
+                in_next
             };
-            if head.is_null() || (*head).chan_wake || (*head).in_syscall != 0 {
+            if next.is_null() || (*next).chan_wake || (*next).in_syscall != 0 {
                 return;
             }
-            let next = if seen.is_null() {
-                p.runq_pop_unshared().unwrap_or(head)
+            if in_next.is_null() {
+                p.runq_pop_unshared();
             } else {
-                p.runnext.store(ptr::null_mut(), Ordering::Relaxed);
-                seen
-            };
+                p.take_next_unshared();
+            }
             // One P: no scan holds it now (they run on this M).
             (*next).set_status(Status::Running);
             next
@@ -2036,6 +2046,7 @@ pub(crate) unsafe fn exit_fast(g: *mut G) {
         // flush_exits (next lives: it cannot be the last exit).
         (*g).set_status(Status::Dead);
         (*g).set_waitreason("");
+        // Only the holder writes it: a plain load and store.
         p.exits
             .store(p.exits.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         local.push(g);
@@ -2121,8 +2132,7 @@ pub extern "C" fn gs_goexit0(g: *mut G) -> ! {
         (*m).curg = ptr::null_mut();
         // This exit and the exit_fast ones not yet counted, at once.
         let p = &*(*m).p.load(Ordering::Relaxed);
-        let n = 1 + p.exits.load(Ordering::Relaxed);
-        p.exits.store(0, Ordering::Relaxed);
+        let n = 1 + p.take_exits();
         let left = sched.alive.fetch_sub(n, Ordering::SeqCst) - n;
         // Its result stays in g.sched (Context::retval) for the handles;
         // while one lives the G is not reused (the last one releases it).
