@@ -33,10 +33,10 @@
  * them.  The object is marked BTI-compatible in .note.gnu.property.
  *
  * G fields used: stack_lo 0, stack_hi 8, m 24, sched 32 (a Context),
- * by gs_yield_native schedlink, status, chan_wake, in_syscall, and by
- * gs_switch_publish status.
+ * by gs_yield_native schedlink, status, chan_wake, in_syscall, kind, and
+ * by gs_switch_publish status.
  * M fields used: g0 0; gs_yield_native also curg, p, running, schedtick
- * and P's shared, tick, runq head and tail, runnext.  The Rust side
+ * and P's shared, tick, runq head and tail, runnext, len.  The Rust side
  * asserts all of these at compile time (src/abi.rs).
  */
 
@@ -156,14 +156,20 @@ gs_switch_publish:
 /*
  * void gs_yield_native(void)
  *
- * gstack::yield_now's common case without Rust or g0 (see asm/x86_64.S
+ * gstack::yield_now's common cases without Rust or g0 (see asm/x86_64.S
  * for the conditions and the order of the state changes, which are the
- * same): one P, the global queue's turn not come, and a head of the local
- * queue that needs nothing before it resumes.  Otherwise a tail call to
+ * same).  One P: the global queue's turn not come, and a head of the
+ * local queue that needs nothing before it resumes; g is saved as
+ * gs_swapcontext saves (pc = lr) and next resumed as gs_gogo resumes
+ * (`ret` to its pc: BTI does not check a return).  Several Ps: the local
+ * queue empty, the global queue's turn not come, and a native goroutine
+ * in runnext that needs nothing first; next comes off runnext with an
+ * exclusive load-acquire/store pair leaving RUNNEXT_BUSY, and
+ * gs_switch_publish (a direct branch: lr is still our caller's) saves g,
+ * resumes next and puts g in runnext.  Otherwise a tail call to
  * gs_yield_slow(m, g); returns at once outside a goroutine, off its
- * stack, or inside a system call.  g is saved as gs_swapcontext saves (pc = lr) and next resumed as
- * gs_gogo resumes (`ret` to its pc: BTI does not check a return).  Status
- * stores are releases, as Rust's set_status.
+ * stack, or inside a system call.  Status stores are releases, as Rust's
+ * set_status.
  *
  * TLS: gs_current_m (below), initial-exec.
  *
@@ -171,8 +177,9 @@ gs_switch_publish:
  *   x2        m      (from TLS)
  *   x0        g      (m->curg; then &g->sched)
  *   x3        p      (m->p)
- *   x1        next   (p->runq.head)
+ *   x1        next   (p->runq.head, or what was in runnext)
  *   x5        the queue's new head
+ *   x6        &p->runnext (several Ps)
  */
         .globl  gs_yield_native
         .type   gs_yield_native, %function
@@ -199,7 +206,7 @@ gs_yield_native:
         ldr     x3, [x2, #GS_M_P]
         cbz     x3, 8f
         ldrb    w9, [x3, #GS_P_SHARED]
-        cbnz    w9, 8f                  /* several Ps: through g0 */
+        cbnz    w9, 5f                  /* several Ps */
         ldr     x9, [x3, #GS_P_RUNNEXT]
         cbnz    x9, 8f                  /* a woken goroutine runs next */
         ldr     w4, [x3, #GS_P_TICK]
@@ -243,6 +250,47 @@ gs_yield_native:
         SAVE_CALLEE x0, 0
         add     x0, x1, #GS_G_SCHED
         b       gs_gogo
+5:      /* Several Ps: runnext for g, when the queue is empty. */
+        ldr     x9, [x3, #GS_P_LEN]
+        cbnz    x9, 8f                  /* queued work: g goes behind it */
+        ldr     w4, [x3, #GS_P_TICK]
+        cbz     w4, 8f                  /* the global queue's turn */
+        add     x6, x3, #GS_P_RUNNEXT
+        ldr     x9, [x6]
+        cbz     x9, 8f                  /* nothing next here */
+        mov     x7, #GS_RUNNEXT_BUSY
+3:      ldaxr   x1, [x6]                /* ours, unless a thief took it */
+        stxr    w9, x7, [x6]
+        cbnz    w9, 3b
+        cbz     x1, 6f
+        ldrb    w9, [x1, #GS_G_CHAN_WAKE]
+        cbnz    w9, 7f                  /* a channel wake-up to finish */
+        ldrb    w9, [x1, #GS_G_INSYSCALL]
+        cbnz    w9, 7f                  /* resumes in a system call */
+        ldrb    w9, [x1, #GS_G_KIND]
+        cmp     w9, #GS_KIND_NATIVE
+        b.ne    7f                      /* managed: a status CAS, in Rust */
+        /* Committed (yield_shared's order): tick, next's status (no scan
+           claims a native goroutine), next.m, m.curg, m.running,
+           m.schedtick; gs_switch_publish saves g (pc = lr: our caller),
+           resumes next and only then publishes g in runnext. */
+        sub     w4, w4, #1
+        str     w4, [x3, #GS_P_TICK]
+        mov     w9, #GS_STATUS_RUNNING
+        add     x10, x1, #GS_G_STATUS
+        stlr    w9, [x10]
+        str     x2, [x1, #GS_G_M]
+        str     x1, [x2, #GS_M_CURG]
+        str     x1, [x2, #GS_M_RUNNING]
+        ldr     x9, [x2, #GS_M_SCHEDTICK]
+        add     x9, x9, #1
+        str     x9, [x2, #GS_M_SCHEDTICK]
+        add     x1, x1, #GS_G_SCHED
+        mov     x2, x6
+        b       gs_switch_publish       /* (g, &next->sched, &p->runnext) */
+6:      str     xzr, [x6]               /* stolen: our BUSY off */
+        b       8f
+7:      stlr    x1, [x6]                /* back in its place, over BUSY */
 8:      mov     x1, x0
         mov     x0, x2
         b       gs_yield_slow           /* gs_yield_slow(m, g), a tail call */

@@ -30,10 +30,10 @@
  * direction flag is clear at every call and stays clear here.
  *
  * G fields used: stack_lo 0, stack_hi 8, m 24, sched 32 (a Context),
- * by gs_yield_native schedlink, status, chan_wake, in_syscall, and by
- * gs_switch_publish status.
+ * by gs_yield_native schedlink, status, chan_wake, in_syscall, kind, and
+ * by gs_switch_publish status.
  * M fields used: g0 0; gs_yield_native also curg, p, running, schedtick
- * and P's shared, tick, runq head and tail, runnext.  The Rust side
+ * and P's shared, tick, runq head and tail, runnext, len.  The Rust side
  * asserts all of these at compile time (src/abi.rs).
  *
  * Symbols defined in Rust and called from here (all `extern "C"`, no unwind):
@@ -130,6 +130,27 @@
         LOAD_CALLEE rdi
 .endm
 
+/* The control words of a switch that cannot hand over to gs_gogo (it
+   must publish the goroutine it leaves once off its stack): those READ_CW
+   left in the red zone (rsp unchanged since) go into the context at
+   [save]; the ones of the context at [to] are loaded where they differ,
+   with SWITCH_SAME_CW's comparison.  Clobbers rax and rcx. */
+.macro SWITCH_CW save, to
+        mov     eax, [rsp - 8]
+        movzx   ecx, word ptr [rsp - 4]
+        mov     [\save + GS_CTX_MXCSR], eax
+        mov     [\save + GS_CTX_FPCW], cx
+        xor     eax, [\to + GS_CTX_MXCSR]
+        test    eax, GS_MXCSR_CONTROL
+        jz      .Lsame_mxcsr\@
+        ldmxcsr [\to + GS_CTX_MXCSR]
+.Lsame_mxcsr\@:
+        cmp     cx, word ptr [\to + GS_CTX_FPCW]
+        je      .Lsame_fpcw\@
+        fldcw   [\to + GS_CTX_FPCW]
+.Lsame_fpcw\@:
+.endm
+
 /*
  * void gs_gogo(const Context *ctx)  -- never returns
  *
@@ -213,20 +234,8 @@ gs_switch_publish:
         READ_CW
         lea     r8, [rdi + GS_G_SCHED]
         SAVE_AT_CALL r8
-        mov     eax, [rsp - 8]
-        movzx   ecx, word ptr [rsp - 4]
-        mov     [r8 + GS_CTX_MXCSR], eax
-        mov     [r8 + GS_CTX_FPCW], cx
-        /* Control words: loaded only when they differ (see SWITCH_SAME_CW:
-           ldmxcsr and fldcw are slow; the MXCSR status flags do not count). */
-        xor     eax, [rsi + GS_CTX_MXCSR]
-        test    eax, GS_MXCSR_CONTROL
-        jz      1f
-        ldmxcsr [rsi + GS_CTX_MXCSR]
-1:      cmp     cx, word ptr [rsi + GS_CTX_FPCW]
-        je      2f
-        fldcw   [rsi + GS_CTX_FPCW]
-2:      LOAD_CALLEE rsi
+        SWITCH_CW r8, rsi
+        LOAD_CALLEE rsi
         mov     rsp, [rsi + GS_CTX_SP]
         .cfi_undefined rip              /* off g's stack: no caller to name */
         mov     dword ptr [rdi + GS_G_STATUS], GS_STATUS_RUNNABLE
@@ -244,17 +253,39 @@ gs_switch_publish:
  *                  and this goroutine has been resumed since)
  *         rax != 0: continue another goroutine: rax = its pc, rdx = its
  *                  sp, its callee-saved registers are loaded; the caller
- *                  must do `mov rsp, rdx; jmp rax` at once
+ *                  must do `mov rsp, rdx` at once, then, when rcx != 0,
+ *                  publish the goroutine it leaves: `mov dword ptr
+ *                  [rdi + GS_G_STATUS], GS_STATUS_RUNNABLE; mov [rcx], rdi`
+ *                  (rdi = that goroutine, rcx = its P's runnext), and
+ *                  `jmp rax`
  *   clobbers: everything the C ABI lets a call clobber
  *
- * gstack::yield_now: the common case of a yield done without a call into
- * Rust or a trip through g0 -- a runtime with one P (its run queue is
- * unlocked: no other thread touches it), the global queue's turn not come
- * (tick > 0), and a goroutine at the head of the local queue that needs
- * nothing done before it resumes (not woken from a channel wait, not in a
- * system-call window).  Then: the caller g goes to the back of the queue,
- * the head `next` comes off it, and we switch to next.  Anything else
- * calls gs_yield_slow(m, g) (Rust, sched.rs), which does the general work.
+ * gstack::yield_now: the common cases of a yield done without a call into
+ * Rust or a trip through g0.
+ *
+ * One P (its run queue is unlocked: no other thread touches it): the
+ * global queue's turn not come (tick > 0), and a goroutine at the head of
+ * the local queue that needs nothing done before it resumes (not woken
+ * from a channel wait, not in a system-call window).  Then: the caller g
+ * goes to the back of the queue, the head `next` comes off it, and we
+ * switch to next.
+ *
+ * Several Ps: sched.rs's yield_shared -- the local queue empty, the
+ * global queue's turn not come, and a native goroutine in runnext that
+ * needs nothing done first.  Then next comes off runnext (an xchg that
+ * leaves RUNNEXT_BUSY: a thief may have taken it, and an M about to sleep
+ * must not see this P without work), and g goes there in its place -- but
+ * only once it is saved and we are off its stack, by the caller after its
+ * `mov rsp, rdx`: from then on another M may take and resume g.  (A
+ * managed next goes the Rust way: its status change is a compare-and-swap
+ * against scans.)  Without this path, the shared case went through
+ * gs_yield_slow and gs_switch_publish, and g later resumed in Rust frames
+ * whose returns the processor mispredicted (its return stack holds the
+ * calls of the goroutines that ran meanwhile): spawn+exit on 2 Ps cost
+ * about 25 ns more than on one.
+ *
+ * Anything else calls gs_yield_slow(m, g) (Rust, sched.rs), which does the
+ * general work.
  * It returns at once (nothing to yield) with no runtime on this thread, no
  * goroutine, when rsp is not on the goroutine's stack (a root visitor or
  * foreign code running on the system stack), or inside a system call
@@ -324,7 +355,7 @@ gs_yield_native:
         test    rcx, rcx
         jz      8f
         cmp     byte ptr [rcx + GS_P_SHARED], 0
-        jne     8f                      /* several Ps: through g0 */
+        jne     5f                      /* several Ps */
         cmp     qword ptr [rcx + GS_P_RUNNEXT], 0
         jne     8f                      /* a woken goroutine runs next */
         mov     eax, [rcx + GS_P_TICK]
@@ -370,7 +401,54 @@ gs_yield_native:
         SWITCH_SAME_CW
         mov     rax, [rdi + GS_CTX_PC]  /* never 0: a saved pc */
         mov     rdx, [rdi + GS_CTX_SP]
+        xor     ecx, ecx                /* nothing to publish */
         ret
+5:      /* Several Ps: runnext for g, when the queue is empty. */
+        cmp     qword ptr [rcx + GS_P_LEN], 0
+        jne     8f                      /* queued work: g goes behind it */
+        mov     eax, [rcx + GS_P_TICK]
+        test    eax, eax
+        jz      8f                      /* the global queue's turn */
+        cmp     qword ptr [rcx + GS_P_RUNNEXT], 0
+        je      8f                      /* nothing next here */
+        mov     esi, GS_RUNNEXT_BUSY
+        xchg    [rcx + GS_P_RUNNEXT], rsi  /* ours, unless a thief took it */
+        test    rsi, rsi
+        jz      6f
+        cmp     byte ptr [rsi + GS_G_CHAN_WAKE], 0
+        jne     7f                      /* a channel wake-up to finish */
+        cmp     byte ptr [rsi + GS_G_INSYSCALL], 0
+        jne     7f                      /* resumes in a system call */
+        cmp     byte ptr [rsi + GS_G_KIND], GS_KIND_NATIVE
+        jne     7f                      /* managed: a status CAS, in Rust */
+        /* Committed (yield_shared's order): tick, next's status (a plain
+           store: no scan claims a native goroutine), next.m, m.curg, the
+           monitor's m.running and m.schedtick; g stays Running, on no
+           queue, until the caller publishes it. */
+        dec     eax
+        mov     [rcx + GS_P_TICK], eax
+        mov     dword ptr [rsi + GS_G_STATUS], GS_STATUS_RUNNING
+        mov     [rsi + GS_G_M], rdx
+        mov     [rdx + GS_M_CURG], rsi
+        mov     [rdx + GS_M_RUNNING], rsi
+        add     qword ptr [rdx + GS_M_SCHEDTICK], 1
+        /* Save g (as the one-P path), load next, hand the caller the slot. */
+        lea     r8, [rdi + GS_G_SCHED]
+        mov     [r8 + GS_CTX_PC], r11
+        lea     rax, [rsp + 8]
+        mov     [r8 + GS_CTX_SP], rax
+        SAVE_CALLEE_INT r8, 0
+        lea     r9, [rcx + GS_P_RUNNEXT]
+        add     rsi, GS_G_SCHED
+        SWITCH_CW r8, rsi
+        LOAD_CALLEE rsi
+        mov     rax, [rsi + GS_CTX_PC]
+        mov     rdx, [rsi + GS_CTX_SP]
+        mov     rcx, r9
+        ret
+6:      mov     qword ptr [rcx + GS_P_RUNNEXT], 0  /* stolen: our BUSY off */
+        jmp     8f
+7:      mov     [rcx + GS_P_RUNNEXT], rsi  /* back in its place, over BUSY */
 8:      sub     rsp, 8                  /* align the call */
         .cfi_adjust_cfa_offset 8
         mov     rsi, rdi

@@ -58,6 +58,13 @@
 #define GS_P_RUNQ_HEAD     32  /* *G: local run queue, linked by schedlink  */
 #define GS_P_RUNQ_TAIL     40  /* *G                                        */
 #define GS_P_RUNNEXT       56  /* *G: run ahead of the queue (one P: a goroutine a channel woke) */
+#define GS_P_LEN           64  /* usize: run-queue length (several Ps), a line of its own */
+/* What the holder leaves in runnext while it switches away from it
+   (sched.rs's RUNNEXT_BUSY): not a G. */
+#define GS_RUNNEXT_BUSY    1
+
+/* GKind of a native goroutine (g.rs). */
+#define GS_KIND_NATIVE     1
 
 /* Status values the asm writes. */
 #define GS_STATUS_RUNNABLE 1
@@ -86,6 +93,7 @@
 #define GS_G_STATUS        112 /* u32: Status (Syscall = 4)               */
 #define GS_G_CHAN_WAKE     118 /* u8: woken from a channel wait, to finish */
 #define GS_G_INSYSCALL     119 /* u8: 1 while in a system call            */
+#define GS_G_KIND          120 /* u8: GKind (GS_KIND_NATIVE ...)          */
 #define GS_G_EXTRA         136 /* *GExtra or 0                            */
 #define GS_G_SIZE          144
 
@@ -108,6 +116,7 @@
 #define GS_G_STATUS        208 /* u32: Status (Syscall = 4)               */
 #define GS_G_CHAN_WAKE     214 /* u8: woken from a channel wait, to finish */
 #define GS_G_INSYSCALL     215 /* u8: 1 while in a system call            */
+#define GS_G_KIND          216 /* u8: GKind (GS_KIND_NATIVE ...)          */
 #define GS_G_EXTRA         232 /* *GExtra or 0                            */
 #define GS_G_SIZE          240
 

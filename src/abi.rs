@@ -61,6 +61,10 @@ assert_offset!(crate::sched::P, state, GS_P_STATE);
 assert_offset!(crate::sched::P, shared, GS_P_SHARED);
 assert_offset!(crate::sched::P, tick, GS_P_TICK);
 assert_offset!(crate::sched::P, runnext, GS_P_RUNNEXT);
+assert_offset!(crate::sched::P, len, GS_P_LEN);
+const _: () = assert!(GS_RUNNEXT_BUSY == crate::sched::RUNNEXT_BUSY_ADDR);
+assert_offset!(G, kind, GS_G_KIND);
+const _: () = assert!(GS_KIND_NATIVE == crate::g::GKind::Native as usize);
 const _: () = assert!(
     offset_of!(crate::sched::P, runq) + crate::sched::GQUEUE_HEAD == GS_P_RUNQ_HEAD
         && offset_of!(crate::sched::P, runq) + crate::sched::GQUEUE_TAIL == GS_P_RUNQ_TAIL,

@@ -77,6 +77,7 @@ impl Status {
 
 /// What runs on a goroutine's stack, which decides whether it may move.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum GKind {
     /// A thread's system stack; never runs user code, never moves.
     G0,
@@ -566,8 +567,24 @@ impl G {
     /// Change the status from `from` to `to`, waiting while a scan holds
     /// the goroutine (its claim is short: a walk, maybe a copy).  Any other
     /// status is a broken invariant.
+    ///
+    /// Only a managed goroutine can be claimed (scan.rs's `claim` and
+    /// `managed::move_stack` skip every other kind), and every other change
+    /// of a status is made by the one thread that owns the goroutine at
+    /// that moment: its M, or whoever dequeued its wake-up.  So for any
+    /// other kind the compare-and-swap would guard against nothing: a
+    /// checked plain store does, and saves a locked instruction on each
+    /// switch of the native fast paths with several Ps.
     #[inline]
     pub fn cas_status(&self, from: Status, to: Status) {
+        if self.kind != GKind::Managed {
+            let v = self.status.load(Ordering::Acquire);
+            if v != from as u32 {
+                self.bad_status(v, from, to)
+            }
+            self.status.store(to as u32, Ordering::Release);
+            return;
+        }
         // The common case inline: nobody holds it.
         if self
             .status
@@ -599,15 +616,22 @@ impl G {
                         std::thread::yield_now();
                     }
                 }
-                Err(v) => crate::fatal::fatal(&format!(
-                    "goroutine {}: status {} where {} was expected (wanted {})",
-                    self.id,
-                    Status::from_u32(v & !SCAN).name(),
-                    from.name(),
-                    to.name()
-                )),
+                Err(v) => self.bad_status(v, from, to),
             }
         }
+    }
+
+    /// cas_status found neither `from` nor a scan's claim on it: `v`.
+    #[cold]
+    #[inline(never)]
+    fn bad_status(&self, v: u32, from: Status, to: Status) -> ! {
+        crate::fatal::fatal(&format!(
+            "goroutine {}: status {} where {} was expected (wanted {})",
+            self.id,
+            Status::from_u32(v & !SCAN).name(),
+            from.name(),
+            to.name()
+        ))
     }
 
     /// Claim the goroutine for a scan if its status is `from` (not

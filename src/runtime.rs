@@ -594,8 +594,9 @@ pub fn spawn<F: FnOnce() + Send + 'static>(f: F) -> u64 {
 /// outside a goroutine.
 ///
 /// Inlined: the goroutine calls the assembly fast path (gs_yield_native)
-/// itself, which handles the one-P case without entering Rust and passes
-/// everything else to `gs_yield_slow`.  On x86-64 the jump into the next
+/// itself, which handles the common cases (one P: the head of the queue;
+/// several Ps: runnext) without entering Rust and passes everything else
+/// to `gs_yield_slow`.  On x86-64 the jump into the next
 /// goroutine is made here, from each place yield_now is inlined, so the
 /// processor predicts it per yield site (asm/x86_64.S says why).  Not on
 /// aarch64: there a resume must be a `ret` (a `br` would need a BTI
@@ -609,7 +610,12 @@ pub fn yield_now() {
     // convention in asm/x86_64.S: r11 in = where this goroutine resumes
     // (label 2 below); rax = 0 out: carry on; else rax/rdx = the pc/sp of
     // the goroutine to continue, whose callee-saved registers are already
-    // loaded, so we jump there before touching anything.  Label 2 is
+    // loaded, so we go there touching nothing else -- but for, once off
+    // this goroutine's stack and when rcx says so (several Ps), making it
+    // runnable in its P's runnext (rdi = its G, rcx = the slot): from that
+    // store on another M may resume it, so nothing here may use its stack
+    // after the store (x86-64 keeps stores in order: who sees it in the
+    // slot sees its saved context and status).  Label 2 is
     // reached with this goroutine's own rsp and callee-saved registers
     // (directly, or when any resume path continues its saved context), so
     // to the compiler the block is a call that clobbers what the C ABI
@@ -622,9 +628,16 @@ pub fn yield_now() {
             "test rax, rax",
             "jz 2f",
             "mov rsp, rdx",
+            "test rcx, rcx",
+            "jz 3f",
+            "mov dword ptr [rdi + {status}], {runnable}",
+            "mov [rcx], rdi",
+            "3:",
             "jmp rax",
             "2:",
             native = sym crate::trampoline::gs_yield_native,
+            status = const crate::abi::GS_G_STATUS,
+            runnable = const crate::abi::GS_STATUS_RUNNABLE,
             clobber_abi("C"),
         );
     }

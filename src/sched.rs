@@ -40,7 +40,9 @@ use std::sync::{Condvar, Mutex};
 /// goroutine it took from there and puts the yielder in its place (see
 /// P::take_next_reserving): not a goroutine -- never run, never stolen --
 /// but work, for an M deciding whether to sleep.
-const RUNNEXT_BUSY: *mut G = ptr::without_provenance_mut(1);
+const RUNNEXT_BUSY: *mut G = ptr::without_provenance_mut(RUNNEXT_BUSY_ADDR);
+/// Its address (GS_RUNNEXT_BUSY: gs_yield_native leaves it too).
+pub(crate) const RUNNEXT_BUSY_ADDR: usize = 1;
 
 /// Below this much stack in use the automatic trigger never fires.
 const GC_FLOOR: usize = 4 << 20;
@@ -193,7 +195,7 @@ pub(crate) struct P {
     /// every look, and the holder writes it only when the queue changes
     /// (not on every schedule, as `tick` and `runnext` above), so those
     /// looks cost the holder nothing while it runs from runnext.
-    len: Padded<AtomicUsize>,
+    pub(crate) len: Padded<AtomicUsize>,
     /// Used only by the M holding this P, on its system stack.
     cache: UnsafeCell<StackCache>,
     /// The cache-flush epoch this P's cache was last flushed at.
@@ -214,7 +216,8 @@ pub(crate) struct P {
     /// off `Sched::alive` (a locked read-modify-write per exit saved):
     /// written by the holder with plain loads and stores, and taken off
     /// (flush_exits) by the holder in schedule and in gs_goexit0, or by the
-    /// monitor when it takes the P from an M in a system call.  So alive
+    /// monitor when it takes the P from an M in a system call; a spawn on
+    /// this P consumes one instead of adding to alive (newproc).  So alive
     /// counts them a little longer, never less: it cannot reach zero while
     /// a goroutine lives, and the last exit (always gs_goexit0: exit_fast
     /// needs a goroutine to go to) flushes its own P.
@@ -1315,7 +1318,19 @@ impl Sched {
             gr.sched.sp = crate::arch::push_start_args(gr.sched.sp, &args);
             self.install_guard(gr);
             gr.set_status(Status::Runnable);
-            self.alive.fetch_add(1, Ordering::Relaxed);
+            // One more alive.  An exit of this P's that exit_fast counted
+            // and alive still includes (P::exits) pays for it when there
+            // is one: dropped from the pending ones, it leaves alive as it
+            // is, which is then right again -- without the locked
+            // read-modify-write a spawn costs otherwise.  Only the holder
+            // (us: no spawn runs in a system call window, see
+            // runtime::spawn_sched) writes exits while it holds the P.
+            let pending = p.exits.load(Ordering::Relaxed);
+            if pending != 0 {
+                p.exits.store(pending - 1, Ordering::Relaxed);
+            } else {
+                self.alive.fetch_add(1, Ordering::Relaxed);
+            }
             P::bump(&p.spawned);
         }
         Ok(g)

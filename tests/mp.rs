@@ -371,8 +371,11 @@ fn a_yielded_goroutine_in_runnext_is_resumed_by_the_other_m_when_this_one_is_bus
             // registers and the FP control state through the checker.
             let keep: Vec<u64> = (0..64).map(|i| i * 7 + round).collect();
             let sum: u64 = keep.iter().sum();
+            let rounding = Arc::new(Mutex::new(None));
+            let rn2 = rounding.clone();
             gstack::spawn(move || {
                 *st2.lock().unwrap() = Some(std::thread::current().id());
+                *rn2.lock().unwrap() = Some(rounds_to_nearest());
                 spin_until(
                     Duration::from_secs(10),
                     || r2.load(Ordering::SeqCst),
@@ -390,12 +393,63 @@ fn a_yielded_goroutine_in_runnext_is_resumed_by_the_other_m_when_this_one_is_bus
             let ran_here = *spinner_thread.lock().unwrap() == Some(before);
             if ran_here {
                 assert_ne!(before, after, "round {round}: resumed on its own thread");
+                // The checker ran the yielder with rounding mode round & 3
+                // (x86-64): the goroutine it switched to has its own.
+                assert_eq!(
+                    *rounding.lock().unwrap(),
+                    Some(true),
+                    "round {round}: the yielder's floating-point rounding mode leaked into the goroutine it yielded to"
+                );
                 proved += 1;
             }
             // Let the spinner finish before the next round.
             gstack::yield_now();
         }
     });
+}
+
+/// Whether floating-point division rounds to nearest (the default mode),
+/// told by three quotients that the other three modes each round the
+/// other way: up changes 1/3, down changes -1/3, toward zero changes 2/3.
+fn rounds_to_nearest() -> bool {
+    use std::hint::black_box;
+    let (one, two, three) = (black_box(1.0f64), black_box(2.0f64), black_box(3.0f64));
+    one / three == 1.0 / 3.0 && -one / three == -1.0 / 3.0 && two / three == 2.0 / 3.0
+}
+
+/// A yield on several Ps whose P has a managed goroutine in runnext: the
+/// assembly fast path (native goroutines only: a managed one's status is
+/// changed with a compare-and-swap against scans) puts it back and the
+/// Rust path runs it.  Every one of them runs and returns its value, and
+/// none is left stranded in runnext.
+#[test]
+fn a_managed_goroutine_in_runnext_runs_after_a_yield_on_several_ps() {
+    use std::time::{Duration, Instant};
+    extern "C" {
+        fn gs_test_leaf();
+    }
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r2 = ran.clone();
+    rt(2).run(move || {
+        for i in 0..2000 {
+            // gs_test_leaf(g, 0) returns 7 at once.
+            let h = Builder::new()
+                .spawn_managed(addr(gs_test_leaf), &[0])
+                .unwrap();
+            gstack::yield_now();
+            let t0 = Instant::now();
+            while h.result().is_none() {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "spawn {i}: the managed goroutine never ran"
+                );
+                gstack::yield_now();
+            }
+            assert_eq!(h.result(), Some(7), "spawn {i}");
+            r2.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    assert_eq!(ran.load(Ordering::Relaxed), 2000);
 }
 
 /// Work made while an idle M's wake-up is still pending wakes nobody by
