@@ -17,8 +17,9 @@
 //! The common cases switch goroutine to goroutine without g0: on one P a
 //! yield (gs_yield_native) and a channel park of a native goroutine
 //! (park_direct: no other M can take it before the switch saved it); on
-//! several Ps a yield to the goroutine in runnext (gs_switch_publish, which
-//! publishes the yielder only once it is saved and the thread is off its
+//! several Ps a yield to the goroutine in runnext (gs_yield_native for a
+//! native one, yield_shared through gs_switch_publish otherwise: both
+//! publish the yielder only once it is saved and the thread is off its
 //! stack); and on any number of Ps the end of a native goroutine when its
 //! P has a goroutine ready to go (exit_fast: the dead G goes on the P's
 //! free list while we are still on its stack, which nobody can reuse
@@ -189,9 +190,11 @@ pub(crate) struct P {
     pub(crate) runq: UnsafeCell<GQueue>,
     /// The goroutine to run next, ahead of `runq` (see above); runnable,
     /// its context saved, on no queue.  gs_yield_native leaves a one-P
-    /// yield to the Rust path when it is set (GS_P_RUNNEXT).
+    /// yield to the Rust path when it is set, and with several Ps takes
+    /// it as yield_shared does (GS_P_RUNNEXT).
     pub(crate) runnext: AtomicPtr<G>,
-    /// The queue's length, on a line of its own: spinning Ms read it on
+    /// The queue's length, on a line of its own (GS_P_LEN: read by
+    /// gs_yield_native with several Ps): spinning Ms read it on
     /// every look, and the holder writes it only when the queue changes
     /// (not on every schedule, as `tick` and `runnext` above), so those
     /// looks cost the holder nothing while it runs from runnext.
@@ -1833,6 +1836,9 @@ pub(crate) unsafe fn yield_switch(m: *mut M, g: *mut G) {
 /// and g takes its place in runnext (the same place as the back of an
 /// empty queue) only once its context is saved: gs_switch_publish.  Else
 /// through g0 (gs_park_yield), which queues g after saving it.
+/// gs_yield_native makes the same switch itself when the goroutine in
+/// runnext is native (asm/<arch>.S), so here that case is the rare one
+/// (a managed goroutine there, or a thief's race): keep the two in step.
 ///
 /// # Safety
 /// `m` is this thread's M, `g` its running native goroutine (not in a
