@@ -90,6 +90,7 @@ gs_gogo:
         BTI_C
         LOAD_CALLEE x0
         ldr     x9,  [x0, #GS_CTX_SP]
+        .cfi_undefined x30              /* leaving: no caller to name */
         mov     sp, x9
         ldr     x30, [x0, #GS_CTX_PC]
         ret     x30
@@ -143,6 +144,7 @@ gs_switch_publish:
         SAVE_CALLEE x9, 0
         LOAD_CALLEE x1
         ldr     x10, [x1, #GS_CTX_SP]
+        .cfi_undefined x30              /* leaving g's stack: no caller to name */
         mov     sp, x10
         ldr     x30, [x1, #GS_CTX_PC]
         mov     w10, #GS_STATUS_RUNNABLE

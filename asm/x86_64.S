@@ -151,6 +151,26 @@
 .Lsame_fpcw\@:
 .endm
 
+/* The end of a switch whose jump into the next goroutine its caller makes
+   from its own code (gs_yield_native, gs_switch_native; the caller's
+   convention is gs_yield_native's): save the context of the goroutine
+   that called us at [rdi] -- it resumes at r11, the caller's label, with
+   the caller's rsp (ours + 8, as after our ret) -- then load the one at
+   [rsi] (its control words only if they differ: else gs_gogo restores
+   everything and jumps itself) and return rax = its pc, rdx = its sp,
+   rcx = 0 (nothing to publish).  READ_CW ran first, rsp unchanged since. */
+.macro SWITCH_AT_SITE
+        mov     [rdi + GS_CTX_PC], r11
+        lea     rax, [rsp + 8]
+        mov     [rdi + GS_CTX_SP], rax
+        SAVE_CALLEE_INT rdi, 0
+        SWITCH_SAME_CW
+        mov     rax, [rdi + GS_CTX_PC]  /* never 0: a saved pc */
+        mov     rdx, [rdi + GS_CTX_SP]
+        xor     ecx, ecx
+        ret
+.endm
+
 /*
  * void gs_gogo(const Context *ctx)  -- never returns
  *
@@ -168,6 +188,7 @@ gs_gogo:
         ldmxcsr [rdi + GS_CTX_MXCSR]
         fldcw   [rdi + GS_CTX_FPCW]
         mov     rsp, [rdi + GS_CTX_SP]
+        .cfi_undefined rip              /* on the resumed stack: no caller to name */
         jmp     [rdi + GS_CTX_PC]
         .cfi_endproc
         .size   gs_gogo, . - gs_gogo
@@ -203,6 +224,7 @@ gs_swapcontext:
            whose frames never return, a ret would pair with nothing.) */
         mov     rax, [rdi + GS_CTX_PC]
         mov     rsp, [rdi + GS_CTX_SP]
+        .cfi_undefined rip              /* on the resumed stack: no caller to name */
         push    rax
         ret
         .cfi_endproc
@@ -243,6 +265,37 @@ gs_switch_publish:
         jmp     [rsi + GS_CTX_PC]
         .cfi_endproc
         .size   gs_switch_publish, . - gs_switch_publish
+
+/*
+ * gs_switch_native  -- not a C function: called only from the inline asm
+ * of sched::park_switch (src/sched.rs), with gs_yield_native's convention
+ * and rdi = &g->sched, rsi = &next->sched:
+ *
+ *   in:   r11 = the caller's resume pc, rdi = where to save the caller's
+ *         goroutine, rsi = the context to continue
+ *   out:  rax = its pc, rdx = its sp, its callee-saved registers loaded
+ *         (rcx = 0); the caller does `mov rsp, rdx; jmp rax` at once
+ *
+ * A channel operation of a native goroutine on one P that parks: the
+ * goroutine to run next is chosen and made current in Rust (park_pick),
+ * and the jump into it is made from the parking call site's own code, as
+ * a yield's is: when it resumes, it continues right there, in its own
+ * code, and returns through no frame of ours.  (With gs_swapcontext it
+ * resumed inside RawChan::send or recv and returned from there into its
+ * caller -- a return the processor mispredicted, since its return stack
+ * held the calls of the goroutine that had just parked: once per switch,
+ * about a quarter of a channel round trip.)
+ */
+        .globl  gs_switch_native
+        .hidden gs_switch_native
+        .type   gs_switch_native, @function
+        .p2align 4
+gs_switch_native:
+        .cfi_startproc
+        READ_CW
+        SWITCH_AT_SITE
+        .cfi_endproc
+        .size   gs_switch_native, . - gs_switch_native
 
 /*
  * gs_yield_native  -- not a C function: called only from the inline asm of
@@ -389,20 +442,9 @@ gs_yield_native:
         mov     [rdx + GS_M_CURG], rsi
         mov     [rdx + GS_M_RUNNING], rsi
         add     qword ptr [rdx + GS_M_SCHEDTICK], 1
-        /* Save g: resumed at the caller's label, sp as after our ret. */
         add     rdi, GS_G_SCHED
-        mov     [rdi + GS_CTX_PC], r11
-        lea     rax, [rsp + 8]
-        mov     [rdi + GS_CTX_SP], rax
-        SAVE_CALLEE_INT rdi, 0
-        /* Load next (its control words only if they differ: else gs_gogo
-           restores everything and jumps itself). */
         add     rsi, GS_G_SCHED
-        SWITCH_SAME_CW
-        mov     rax, [rdi + GS_CTX_PC]  /* never 0: a saved pc */
-        mov     rdx, [rdi + GS_CTX_SP]
-        xor     ecx, ecx                /* nothing to publish */
-        ret
+        SWITCH_AT_SITE
 5:      /* Several Ps: runnext for g, when the queue is empty. */
         cmp     qword ptr [rcx + GS_P_LEN], 0
         jne     8f                      /* queued work: g goes behind it */

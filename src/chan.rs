@@ -20,8 +20,10 @@
 //! send or receive (not a select) runs entirely on its own stack.  Its sudog
 //! lives in its frame (a native stack never moves, and no other M can run
 //! it before its switch saved its context); it switches straight to the
-//! next goroutine (`park_here`), and when it runs again it checks that its
-//! sudog was woken and reads the result there (`finish_direct`).
+//! next goroutine (`park_prepare`, then `sched::park_switch` from the
+//! caller's code: Chan's send and recv inline it), and when it runs again
+//! it checks that its sudog was woken and reads the result there
+//! (`finish_direct`).
 //!
 //! Lock order: channels are locked in address order (a select, and a shrink
 //! that locks every channel a goroutine waits on, each channel once even
@@ -34,6 +36,7 @@ use crate::m::M;
 use crate::sched::{self, Sched};
 use crate::trampoline::{gs_gogo, mcall};
 use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -89,7 +92,7 @@ pub struct Sudog {
     /// Completed by a partner (false: woken by close).
     success: bool,
     /// Its goroutine parked from its own stack (a native goroutine on one
-    /// P: park_here), with this sudog in its frame, and finishes the
+    /// P: park_prepare), with this sudog in its frame, and finishes the
     /// wake-up itself when it resumes (finish_direct); else the resumer
     /// runs finish_wake first.
     direct: bool,
@@ -97,6 +100,15 @@ pub struct Sudog {
     /// `param`): the goroutine checks that it was woken through it.
     woken: bool,
     case: usize,
+}
+
+/// How the first half of a send or receive ended (RawChan::send_begin,
+/// recv_begin): done, or parked on a one-P runtime with the switch left to
+/// the caller (sched::park_switch(g, next)).  Two words (the result sits
+/// in the niche of `g`), returned in registers.
+enum Begun<R> {
+    Done(R),
+    Parked { g: ptr::NonNull<G>, next: *mut G },
 }
 
 impl Sudog {
@@ -464,50 +476,75 @@ impl RawChan {
     /// # Safety
     /// `elem` points at `elem_size` readable bytes, valid until it returns.
     pub unsafe fn send(&self, elem: *const u8) -> Result<(), ChanError> {
+        let mut s = MaybeUninit::<Sudog>::uninit();
+        // SAFETY: the caller's guarantee for elem; s lives in this frame
+        // until we return, past the wait.
+        unsafe { self.send_in(elem, s.as_mut_ptr()) }
+    }
+
+    /// send, with the sudog of a wait in `s` (the caller's frame): inlined
+    /// into Chan::send, so that a wait switches from the call site's own
+    /// code (sched::park_switch).
+    ///
+    /// # Safety
+    /// As for send; `s` is writable and lives until this returns.
+    #[inline(always)]
+    unsafe fn send_in(&self, elem: *const u8, s: *mut Sudog) -> Result<(), ChanError> {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            match self.send_begin(elem, s) {
+                Begun::Done(r) => r,
+                Begun::Parked { g, next } => {
+                    let g = g.as_ptr();
+                    sched::park_switch(g, next);
+                    if finish_direct(g, s) {
+                        Ok(())
+                    } else {
+                        Err(ChanError::Closed)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Everything of send up to a wait's switch.  One P, a native
+    /// goroutine: done here, on our own stack, at once when a receiver
+    /// waits or the buffer has room; else g waits on a sudog in `s` (a
+    /// native stack never moves, and the caller's frame outlives the
+    /// wait), queued, with g Waiting and the next goroutine made current
+    /// (park_pick): the caller switches.  Otherwise send_shared.
+    ///
+    /// # Safety
+    /// As for send_in.
+    #[inline(never)]
+    unsafe fn send_begin(&self, elem: *const u8, s: *mut Sudog) -> Begun<Result<(), ChanError>> {
         let m = m::current_m();
         let g = m::g_on_stack(m);
         if g.is_null() {
-            return Err(ChanError::NotInGoroutine);
+            return Begun::Done(Err(ChanError::NotInGoroutine));
         }
-        // One P, a native goroutine: done here, on our own stack, at once
-        // when a receiver waits or the buffer has room, else queue and
-        // switch from here, as Go's gopark would on one thread.
         // SAFETY: g is this thread's running goroutine (m's), on its stack.
         if unsafe { direct_ok(m, g) } {
             self.lock();
             // SAFETY: locked; elem as the caller guarantees (a native
             // stack never moves, so the sudog may point into it); a
-            // dequeued receiver's slot is valid until we wake it.
+            // dequeued receiver's slot is valid until we wake it; s is the
+            // caller's.
             unsafe {
                 if let Some(r) = self.try_send(m, elem) {
-                    return r;
+                    return Begun::Done(r);
                 }
-                return self.send_park(m, g, elem);
+                s.write(Sudog::direct(g, elem as *mut u8, self, true));
+                self.inner().sendq.enqueue(s);
+                return Begun::Parked {
+                    // SAFETY: not null (checked above).
+                    g: ptr::NonNull::new_unchecked(g),
+                    next: park_prepare(m, g, "chan send", self),
+                };
             }
         }
         // SAFETY: as above.
-        unsafe { self.send_shared(m, g, elem) }
-    }
-
-    /// The one-P native send's wait: queue a sudog in this frame, switch
-    /// away, and once woken say how it went.
-    ///
-    /// # Safety
-    /// As for send, on its direct path, with the channel locked.
-    #[inline(always)]
-    unsafe fn send_park(&self, m: *mut M, g: *mut G, elem: *const u8) -> Result<(), ChanError> {
-        // SAFETY: the caller's guarantee.
-        unsafe {
-            let mut s = Sudog::direct(g, elem as *mut u8, self, true);
-            let s = &raw mut s;
-            self.inner().sendq.enqueue(s);
-            park_here(m, g, "chan send", self);
-            if finish_direct(g, s) {
-                Ok(())
-            } else {
-                Err(ChanError::Closed)
-            }
-        }
+        Begun::Done(unsafe { self.send_shared(m, g, elem) })
     }
 
     /// send with several Ps (or from a managed goroutine), out of line so
@@ -582,43 +619,63 @@ impl RawChan {
     /// `elem` is null or points at `elem_size` writable bytes, valid until
     /// it returns.
     pub unsafe fn recv(&self, elem: *mut u8) -> Result<bool, ChanError> {
+        let mut s = MaybeUninit::<Sudog>::uninit();
+        // SAFETY: the caller's guarantee for elem; s lives in this frame
+        // until we return, past the wait.
+        unsafe { self.recv_in(elem, s.as_mut_ptr()) }
+    }
+
+    /// recv, with the sudog of a wait in `s` (see send_in).
+    ///
+    /// # Safety
+    /// As for recv; `s` is writable and lives until this returns.
+    #[inline(always)]
+    unsafe fn recv_in(&self, elem: *mut u8, s: *mut Sudog) -> Result<bool, ChanError> {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            match self.recv_begin(elem, s) {
+                Begun::Done(r) => r,
+                Begun::Parked { g, next } => {
+                    let g = g.as_ptr();
+                    sched::park_switch(g, next);
+                    Ok(finish_direct(g, s))
+                }
+            }
+        }
+    }
+
+    /// Everything of recv up to a wait's switch (see send_begin).
+    ///
+    /// # Safety
+    /// As for recv_in.
+    #[inline(never)]
+    unsafe fn recv_begin(&self, elem: *mut u8, s: *mut Sudog) -> Begun<Result<bool, ChanError>> {
         let m = m::current_m();
         let g = m::g_on_stack(m);
         if g.is_null() {
-            return Err(ChanError::NotInGoroutine);
+            return Begun::Done(Err(ChanError::NotInGoroutine));
         }
-        // One P, a native goroutine: everything here (see send).
         // SAFETY: g is this thread's running goroutine (m's), on its stack.
         if unsafe { direct_ok(m, g) } {
             self.lock();
             // SAFETY: locked (try_recv unlocks when it returns Some); elem
-            // as the caller guarantees, on a stack that never moves.
+            // as the caller guarantees, on a stack that never moves; s is
+            // the caller's.
             unsafe {
                 if let Some(ok) = try_recv(m, self, elem) {
-                    return Ok(ok);
+                    return Begun::Done(Ok(ok));
                 }
-                return Ok(self.recv_park(m, g, elem));
+                s.write(Sudog::direct(g, elem, self, false));
+                self.inner().recvq.enqueue(s);
+                return Begun::Parked {
+                    // SAFETY: not null (checked above).
+                    g: ptr::NonNull::new_unchecked(g),
+                    next: park_prepare(m, g, "chan receive", self),
+                };
             }
         }
         // SAFETY: as above.
-        unsafe { self.recv_shared(m, g, elem) }
-    }
-
-    /// The one-P native receive's wait (see send_park): true when a value
-    /// came, false when the channel was closed.
-    ///
-    /// # Safety
-    /// As for recv, on its direct path, with the channel locked.
-    #[inline(always)]
-    unsafe fn recv_park(&self, m: *mut M, g: *mut G, elem: *mut u8) -> bool {
-        // SAFETY: the caller's guarantee.
-        unsafe {
-            let mut s = Sudog::direct(g, elem, self, false);
-            let s = &raw mut s;
-            self.inner().recvq.enqueue(s);
-            park_here(m, g, "chan receive", self);
-            finish_direct(g, s)
-        }
+        Begun::Done(unsafe { self.recv_shared(m, g, elem) })
     }
 
     /// recv with several Ps (or from a managed goroutine), out of line so
@@ -786,15 +843,16 @@ unsafe fn direct_ok(m: *mut M, g: *mut G) -> bool {
 }
 
 /// Block `g` on the one channel `c` (locked by us, g's sudog queued on
-/// it, made by Sudog::direct in the caller's frame) from g's own stack:
-/// mark it waiting, release the channel, switch to the next goroutine.
-/// Returns once it was woken and resumed; the caller then runs
-/// finish_direct.
+/// it, made by Sudog::direct in the caller's caller's frame) from g's own
+/// stack: mark it waiting, release the channel, and choose the next
+/// goroutine (sched::park_pick: made current, or null for the slow way).
+/// The caller then switches (sched::park_switch), and once g was woken and
+/// resumed runs finish_direct.
 ///
 /// # Safety
 /// As [`direct_ok`] says (`m` is g's M); `c` is locked by the caller.
-#[inline]
-unsafe fn park_here(m: *mut M, g: *mut G, reason: &'static str, c: &RawChan) {
+#[inline(always)]
+unsafe fn park_prepare(m: *mut M, g: *mut G, reason: &'static str, c: &RawChan) -> *mut G {
     // SAFETY: the caller's guarantee.
     unsafe {
         (*g).set_waitreason(reason);
@@ -802,17 +860,17 @@ unsafe fn park_here(m: *mut M, g: *mut G, reason: &'static str, c: &RawChan) {
         // From here a partner may wake g (it holds the lock to dequeue the
         // sudog); the wake only queues it, and only this M runs it.
         c.unlock();
-        sched::park_direct(m, g);
+        sched::park_pick(m)
     }
 }
 
-/// What finish_wake does, for a goroutine that parked with park_here on
+/// What finish_wake does, for a goroutine that parked with park_prepare on
 /// its sudog `s`, by the goroutine itself once it runs again: check that
 /// it was woken through `s`, clear its wait, and say whether a partner
 /// completed the operation (false: the channel was closed).
 ///
 /// # Safety
-/// `g` is the calling goroutine, just back from park_here, and `s` the
+/// `g` is the calling goroutine, just back from park_switch, and `s` the
 /// sudog in its frame it waited on.
 #[inline]
 unsafe fn finish_direct(g: *mut G, s: *mut Sudog) -> bool {
@@ -1316,17 +1374,26 @@ impl<T: Copy + Send + 'static> Chan<T> {
     }
 
     /// Send `v`, waiting for a receiver or buffer space.
+    ///
+    /// Inlined, with the sudog of a wait in the caller's frame: a wait
+    /// switches away from, and resumes in, the caller's own code (see
+    /// sched::park_switch).
+    #[inline]
     pub fn send(&self, v: T) -> Result<(), ChanError> {
-        // SAFETY: v lives in this frame until send returns.
-        unsafe { self.raw.send(&v as *const T as *const u8) }
+        let mut s = MaybeUninit::<Sudog>::uninit();
+        // SAFETY: v and s live in this frame until send returns.
+        unsafe { self.raw.send_in(&v as *const T as *const u8, s.as_mut_ptr()) }
     }
 
     /// Receive a value, or None when the channel is closed and empty.
+    /// Inlined, as send.
+    #[inline]
     pub fn recv(&self) -> Result<Option<T>, ChanError> {
-        let mut v = core::mem::MaybeUninit::<T>::zeroed();
+        let mut v = MaybeUninit::<T>::zeroed();
+        let mut s = MaybeUninit::<Sudog>::uninit();
         // SAFETY: v has room for a T; the channel writes a whole T (or
-        // zeroes) before recv returns.
-        let ok = unsafe { self.raw.recv(v.as_mut_ptr() as *mut u8)? };
+        // zeroes) before recv returns; s lives in this frame until then.
+        let ok = unsafe { self.raw.recv_in(v.as_mut_ptr() as *mut u8, s.as_mut_ptr())? };
         // SAFETY: written (or zeroed, and then not returned).
         Ok(ok.then(|| unsafe { v.assume_init() }))
     }

@@ -16,7 +16,8 @@
 //! it is not running, and it is queued only after its context is saved.
 //! The common cases switch goroutine to goroutine without g0: on one P a
 //! yield (gs_yield_native) and a channel park of a native goroutine
-//! (park_direct: no other M can take it before the switch saved it); on
+//! (park_pick + park_switch: no other M can take it before the switch
+//! saved it); on
 //! several Ps a yield to the goroutine in runnext (gs_yield_native for a
 //! native one, yield_shared through gs_switch_publish otherwise: both
 //! publish the yielder only once it is saved and the thread is off its
@@ -1893,6 +1894,21 @@ unsafe fn yield_shared(m: *mut M, g: *mut G, p: &P) {
 unsafe fn switch_direct(m: *mut M, g: *mut G, next: *mut G) {
     // SAFETY: the caller's guarantee.
     unsafe {
+        make_current(m, next);
+        crate::trampoline::gs_swapcontext(&mut (*g).sched, &(*next).sched);
+    }
+}
+
+/// One P only: everything switch_direct does before its switch -- finish
+/// a channel wake-up of `next`, its status, next.m, m.curg and the
+/// monitor's m.running and m.schedtick.
+///
+/// # Safety
+/// As for switch_direct; the caller switches to `next` right after.
+#[inline(always)]
+unsafe fn make_current(m: *mut M, next: *mut G) {
+    // SAFETY: the caller's guarantee.
+    unsafe {
         // One P means one M scheduling: no scan can hold `next` now (scans
         // run on this M between goroutines), so plain stores do what
         // set_resumed's compare-and-swap does.
@@ -1914,7 +1930,6 @@ unsafe fn switch_direct(m: *mut M, g: *mut G, next: *mut G) {
                 .state
                 .store(P_SYSCALL, Ordering::Release);
         }
-        crate::trampoline::gs_swapcontext(&mut (*g).sched, &(*next).sched);
     }
 }
 
@@ -1930,45 +1945,94 @@ unsafe fn finish_wake_off_line(m: *mut M, g: *mut G) {
     unsafe { crate::chan::finish_wake(m, g) }
 }
 
-/// Block the calling goroutine `g` of a one-P runtime, already marked
-/// Waiting with its wake-up arranged (a queued sudog): switch straight to
-/// the next runnable goroutine, or to the scheduler on g0 when there is
-/// none.  Returns when g was woken and resumed.
+/// Blocking the calling goroutine `g` of a one-P runtime, already marked
+/// Waiting with its wake-up arranged (a queued sudog), without g0, part
+/// one: choose the goroutine to switch to, in the common case, as
+/// find_runnable's first step -- not the global queue's turn, and a
+/// goroutine in runnext (the partner this M just woke) or the local queue
+/// (unshared: one P, this thread's) -- taken and made current
+/// (make_current).  Null otherwise.  Part two is park_switch.
 ///
 /// # Safety
-/// As for [`switch_direct`]; `g` is a native goroutine (its stack never
-/// moves, so a sudog may point into it while it runs this), and whatever
-/// locks arranged the wake-up are released.
-pub(crate) unsafe fn park_direct(m: *mut M, g: *mut G) {
+/// As for [`switch_direct`]; this M's goroutine is native (its stack never
+/// moves, so a sudog may point into it), whatever locks arranged the
+/// wake-up are released, and the caller calls park_switch at once.
+#[inline(always)]
+pub(crate) unsafe fn park_pick(m: *mut M) -> *mut G {
     // SAFETY: the caller's guarantee.
     unsafe {
         let p = &*(*m).p.load(Ordering::Relaxed);
-        // The common case, as find_runnable's first step: not the global
-        // queue's turn, and a goroutine in runnext (the partner this M
-        // just woke) or the local queue (unshared: one P, this thread's).
         let left = p.tick.load(Ordering::Relaxed);
         if left != 0 {
             if let Some(next) = p.take_next_unshared().or_else(|| p.runq_pop_unshared()) {
                 p.tick.store(left - 1, Ordering::Relaxed);
-                switch_direct(m, g, next);
-                return;
+                make_current(m, next);
+                return next;
             }
         }
-        park_direct_slow(m, g, p)
+        ptr::null_mut()
     }
 }
 
-/// park_direct when runnext and the local queue are empty or the global
-/// queue's turn
-/// has come.
+/// Blocking a goroutine without g0, part two: switch from the parked `g`
+/// to `next` (park_pick's choice, already current), or, when park_pick
+/// found nothing, through park_direct_slow (the rest of find_runnable, or
+/// the scheduler on g0).  Returns once g was woken and resumed.
+///
+/// Inlined into Chan's send and recv: on x86-64 the jump into `next` is
+/// made from here -- the operation's call site in its caller's code -- and
+/// g resumes here too (gs_switch_native saves it with pc = label 2 below),
+/// as yield_now does, so that neither the jump nor any return after the
+/// resume is mispredicted (asm/x86_64.S, gs_switch_native).  On aarch64 a
+/// resume is a `ret` (see yield_now): gs_swapcontext.
 ///
 /// # Safety
-/// As for park_direct; `p` is m's P.
+/// As for park_pick; `g` is this thread's goroutine (parked, on its own
+/// stack), `next` what park_pick(g.m) returned.
+#[inline(always)]
+pub(crate) unsafe fn park_switch(g: *mut G, next: *mut G) {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        if next.is_null() {
+            park_direct_slow((*g).m, g);
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: gs_switch_native follows the convention in
+        // asm/x86_64.S: r11 = where g resumes (label 2), rdi = g's context
+        // to save, rsi = next's (current already: make_current); it
+        // returns rax/rdx = next's pc/sp with its callee-saved registers
+        // loaded, and we go there touching nothing.  Label 2 is reached
+        // with g's own rsp and callee-saved registers once something
+        // resumes g's context, so to the compiler the block is a call that
+        // clobbers what the C ABI lets a call clobber (as in yield_now).
+        core::arch::asm!(
+            "lea r11, [rip + 2f]",
+            "call {switch}",
+            "mov rsp, rdx",
+            "jmp rax",
+            "2:",
+            switch = sym crate::trampoline::gs_switch_native,
+            in("rdi") &raw mut (*g).sched,
+            in("rsi") &raw const (*next).sched,
+            clobber_abi("C"),
+        );
+        #[cfg(not(target_arch = "x86_64"))]
+        crate::trampoline::gs_swapcontext(&mut (*g).sched, &(*next).sched);
+    }
+}
+
+/// park_switch when park_pick found nothing: runnext and the local queue
+/// are empty or the global queue's turn has come.
+///
+/// # Safety
+/// As for park_switch.
 #[inline(never)]
-unsafe fn park_direct_slow(m: *mut M, g: *mut G, p: &P) {
+unsafe fn park_direct_slow(m: *mut M, g: *mut G) {
     // SAFETY: the caller's guarantee.
     unsafe {
         let sched = &*(*m).sched;
+        let p = &*(*m).p.load(Ordering::Relaxed);
         match sched.find_runnable(p) {
             Some(next) => switch_direct(m, g, next),
             None => crate::trampoline::mcall(g, gs_park_schedule),
@@ -2079,7 +2143,7 @@ pub(crate) unsafe fn exit_fast(g: *mut G) {
     }
 }
 
-/// mcall target of park_direct with nothing else to run: g's context is
+/// mcall target of park_direct_slow with nothing else to run: g's context is
 /// saved and it waits; schedule on g0.
 extern "C" fn gs_park_schedule(g: *mut G) -> ! {
     // SAFETY: mcall passes this M's goroutine, stopped at g.sched and

@@ -72,6 +72,10 @@ extern "C" {
     /// on x86-64 not one: only yield_now's inline asm calls it, with the
     /// convention the asm describes (never call it from Rust there).
     pub fn gs_yield_native();
+    /// sched::park_switch's switch (see asm/x86_64.S): only its inline asm
+    /// calls it, with gs_yield_native's convention.
+    #[cfg(target_arch = "x86_64")]
+    pub fn gs_switch_native();
 
     /// Test helper, see the asm.
     pub fn gs_test_callee_saved(f: extern "C" fn(*mut c_void), arg: *mut c_void, seed: u64) -> u64;

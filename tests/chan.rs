@@ -6,6 +6,8 @@ use gstack::chan::{select, Chan, ChanError, RawChan};
 use gstack::{inspect, Builder, Config, DebugFlags, Runtime};
 use std::sync::{Arc, Mutex};
 
+mod common;
+
 extern "C" {
     fn gs_test_chan_recv();
     fn gs_test_chan_send();
@@ -55,6 +57,47 @@ fn unbuffered_ping_pong_in_order() {
         assert_eq!(pong.recv().unwrap(), None, "closed after the last value");
     });
     assert_eq!(got, (1..=100u64).map(|i| i * 10).collect::<Vec<_>>());
+}
+
+/// A native goroutine on one P that waits in send and receive switches
+/// away and back from its own call site (sched::park_switch): across each
+/// wait its callee-saved registers and floating-point control state come
+/// back as they were, and the goroutine it switched to runs with its own
+/// (the checker runs main's part with rounding mode seed & 3 on x86-64).
+#[test]
+fn channel_waits_keep_registers_and_control_words_on_one_p() {
+    for seed in 0..4u64 {
+        let bad = Arc::new(Mutex::new(Vec::new()));
+        let b2 = bad.clone();
+        rt(DebugFlags::default()).run(move || {
+            let ping: Chan<u64> = Chan::new(0);
+            let pong: Chan<u64> = Chan::new(0);
+            let (p2, q2) = (ping.clone(), pong.clone());
+            gstack::spawn(move || {
+                while let Some(v) = p2.recv().unwrap() {
+                    if !common::rounds_to_nearest() {
+                        b2.lock().unwrap().push(v);
+                    }
+                    q2.send(v + 1).unwrap();
+                }
+            });
+            let mut got = Vec::new();
+            let lost = gstack::testing::callee_saved_survive(0x5eed_0000 + seed, || {
+                for i in 0..200u64 {
+                    ping.send(i * 2).unwrap();
+                    got.push(pong.recv().unwrap().unwrap());
+                }
+            });
+            ping.close().unwrap();
+            assert_eq!(lost, 0, "seed {seed}: registers lost across channel waits");
+            assert_eq!(got, (0..200u64).map(|i| i * 2 + 1).collect::<Vec<_>>());
+        });
+        assert_eq!(
+            *bad.lock().unwrap(),
+            Vec::<u64>::new(),
+            "seed {seed}: values the partner received running with the waiter's rounding mode"
+        );
+    }
 }
 
 /// Values of `make(i)` for i in 0..n through an unbuffered channel (each

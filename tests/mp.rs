@@ -8,6 +8,9 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+mod common;
+use common::rounds_to_nearest;
+
 extern "C" {
     fn gs_test_chan_recv();
     fn gs_test_chan_send();
@@ -406,15 +409,6 @@ fn a_yielded_goroutine_in_runnext_is_resumed_by_the_other_m_when_this_one_is_bus
             gstack::yield_now();
         }
     });
-}
-
-/// Whether floating-point division rounds to nearest (the default mode),
-/// told by three quotients that the other three modes each round the
-/// other way: up changes 1/3, down changes -1/3, toward zero changes 2/3.
-fn rounds_to_nearest() -> bool {
-    use std::hint::black_box;
-    let (one, two, three) = (black_box(1.0f64), black_box(2.0f64), black_box(3.0f64));
-    one / three == 1.0 / 3.0 && -one / three == -1.0 / 3.0 && two / three == 2.0 / 3.0
 }
 
 /// A yield on several Ps whose P has a managed goroutine in runnext: the

@@ -1,4 +1,5 @@
 //! Helpers shared by the integration tests.
+#![allow(dead_code)]
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Output};
@@ -83,4 +84,16 @@ pub fn park_until(id: u64, frames: usize) {
         gstack::yield_now();
     }
     panic!("goroutine {id} never parked with {frames} frames");
+}
+
+/// Whether floating-point division rounds to nearest (the default mode),
+/// told by three quotients that the other three modes each round the
+/// other way: up changes 1/3, down changes -1/3, toward zero changes 2/3.
+/// (gstack::testing::callee_saved_survive runs its callback with rounding
+/// mode `seed & 3` on x86-64: a goroutine switched to from inside it must
+/// not see that mode.)
+pub fn rounds_to_nearest() -> bool {
+    use std::hint::black_box;
+    let (one, two, three) = (black_box(1.0f64), black_box(2.0f64), black_box(3.0f64));
+    one / three == 1.0 / 3.0 && -one / three == -1.0 / 3.0 && two / three == 2.0 / 3.0
 }
