@@ -1619,6 +1619,24 @@ impl Sched {
         }
     }
 
+    /// Start the cycle the monitor's trigger asked for, if one is wanted
+    /// and none runs: its workers run like any goroutine (one per P);
+    /// nobody waits for it.  On g0 of an M of this Sched: schedule, and
+    /// gs_park_yield (a yield's way through g0).  The switches that bypass
+    /// both go through g0 when a cycle is wanted, on the turns they leave
+    /// to the slow path (the global queue's, every GLOBAL_CHECK_EVERY
+    /// schedules): park_direct_slow, yield_switch, exit_fast.
+    ///
+    /// # Safety
+    /// On the system stack of an M of this Sched holding a P.
+    unsafe fn start_wanted_cycle(&self) {
+        if self.gc_wanted.load(Ordering::Relaxed) && !self.cycle_active() {
+            self.gc_wanted.store(false, Ordering::Relaxed);
+            // SAFETY: the caller's guarantee.
+            unsafe { self.start_background_cycle() };
+        }
+    }
+
     /// Take `p`'s exits counted by exit_fast off `alive`.  Called by p's
     /// holder (or the monitor, holding it for a moment in retake).
     #[inline]
@@ -1718,12 +1736,7 @@ pub(crate) unsafe fn schedule(m: *mut M) -> ! {
             let p = &*(*m).p.load(Ordering::Relaxed);
             sched.flush_exits(p);
             sched.maybe_flush_cache(p);
-            if sched.gc_wanted.load(Ordering::Relaxed) && !sched.cycle_active() {
-                // Start a cycle whose workers run like any goroutine (one
-                // per P); nobody waits for it.
-                sched.gc_wanted.store(false, Ordering::Relaxed);
-                sched.start_background_cycle();
-            }
+            sched.start_wanted_cycle();
             if let Some(g) = sched.find_runnable(p) {
                 execute(m, g)
             }
@@ -1819,6 +1832,12 @@ pub(crate) unsafe fn yield_switch(m: *mut M, g: *mut G) {
                 next
             }
             None => {
+                if sched.gc_wanted.load(Ordering::Relaxed) {
+                    // Through g0, which starts the cycle (see
+                    // start_wanted_cycle), then requeues g.
+                    crate::trampoline::mcall(g, gs_park_yield);
+                    return;
+                }
                 let Some(next) = sched.find_runnable(p) else {
                     return;
                 };
@@ -2032,6 +2051,11 @@ unsafe fn park_direct_slow(m: *mut M, g: *mut G) {
     // SAFETY: the caller's guarantee.
     unsafe {
         let sched = &*(*m).sched;
+        if sched.gc_wanted.load(Ordering::Relaxed) {
+            // Through the scheduler, which starts the cycle.
+            crate::trampoline::mcall(g, gs_park_schedule);
+            return;
+        }
         let p = &*(*m).p.load(Ordering::Relaxed);
         match sched.find_runnable(p) {
             Some(next) => switch_direct(m, g, next),
@@ -2174,6 +2198,7 @@ pub extern "C" fn gs_park_yield(g: *mut G) -> ! {
         let m = (*g).m;
         let sched = &*(*m).sched;
         (*g).set_status(Status::Runnable);
+        sched.start_wanted_cycle();
         let p = &*(*m).p.load(Ordering::Relaxed);
         let Some(next) = sched.next_for_yield(p) else {
             // Nothing else to run here: back through the scheduler.

@@ -587,6 +587,109 @@ fn the_automatic_trigger_runs_cycles_when_stack_memory_grows() {
     assert_eq!(r.stats().stack_in_use, 0);
 }
 
+/// A partner goroutine just started: `round(i)` makes 1000 switches
+/// between main and it, `finish()` lets it end.
+struct PingPong {
+    round: Box<dyn FnMut(u64)>,
+    finish: Box<dyn FnOnce()>,
+}
+
+/// Start a `PingPong` after parking 160 native goroutines with 64 KiB
+/// stacks (10 MiB in use, past twice the 4 MiB floor) on a one-P runtime
+/// with the automatic trigger on, and run rounds until a cycle has run or
+/// 5 s have passed: the cycles seen, and when.
+fn cycles_during(start: fn() -> PingPong) -> (u64, std::time::Duration) {
+    use gstack::chan::Chan;
+    use std::time::{Duration, Instant};
+    let r = Runtime::new(Config {
+        procs: 1,
+        gc_percent: 100,
+        debug: quiet(),
+        ..Config::default()
+    });
+    let seen = Arc::new(Mutex::new(None));
+    let s2 = seen.clone();
+    r.run(move || {
+        let parked: Chan<u64> = Chan::new(0);
+        for _ in 0..160 {
+            let c = parked.clone();
+            gstack::spawn(move || {
+                let _ = c.recv();
+            });
+        }
+        gstack::yield_now();
+        assert_eq!(gstack::stats().unwrap().gc_cycles, 0);
+        let PingPong { mut round, finish } = start();
+        let t0 = Instant::now();
+        let mut i = 0u64;
+        while gstack::stats().unwrap().gc_cycles == 0 && t0.elapsed() < Duration::from_secs(5) {
+            round(i);
+            i += 1;
+        }
+        *s2.lock().unwrap() = Some((gstack::stats().unwrap().gc_cycles, t0.elapsed()));
+        finish();
+        parked.close().unwrap();
+    });
+    let seen = seen.lock().unwrap().unwrap();
+    seen
+}
+
+/// The trigger's cycle starts even while every switch on the one P is a
+/// direct one, with no trip through the scheduler loop (where a wanted
+/// cycle used to be started only): the parking and yielding paths go
+/// through g0 when a cycle is wanted, on the global queue's turns.  Here a
+/// channel ping-pong (park_pick / park_direct_slow).
+#[test]
+fn the_automatic_trigger_starts_a_cycle_during_a_channel_ping_pong() {
+    use gstack::chan::Chan;
+    let (cycles, after) = cycles_during(|| {
+        let ping: Chan<u64> = Chan::new(0);
+        let pong: Chan<u64> = Chan::new(0);
+        let (p2, q2) = (ping.clone(), pong.clone());
+        gstack::spawn(move || {
+            while let Some(v) = p2.recv().unwrap() {
+                q2.send(v + 1).unwrap();
+            }
+        });
+        let p3 = ping.clone();
+        PingPong {
+            round: Box::new(move |r| {
+                for i in r * 1000..(r + 1) * 1000 {
+                    ping.send(i).unwrap();
+                    assert_eq!(pong.recv().unwrap(), Some(i + 1));
+                }
+            }),
+            finish: Box::new(move || p3.close().unwrap()),
+        }
+    });
+    assert!(cycles >= 1, "no cycle in {after:?} of channel ping-pong");
+}
+
+/// As above, with two goroutines yielding to each other (the assembly
+/// fast path, and yield_switch on the global queue's turns).
+#[test]
+fn the_automatic_trigger_starts_a_cycle_during_a_yield_ping_pong() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (cycles, after) = cycles_during(|| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        gstack::spawn(move || {
+            while !s2.load(Ordering::Relaxed) {
+                gstack::yield_now();
+            }
+        });
+        PingPong {
+            round: Box::new(|_| {
+                for _ in 0..1000 {
+                    gstack::yield_now();
+                }
+            }),
+            finish: Box::new(move || stop.store(true, Ordering::Relaxed)),
+        }
+    });
+    assert!(cycles >= 1, "no cycle in {after:?} of yield ping-pong");
+}
+
 #[test]
 fn accounting_holds_through_spawn_grow_shrink_and_exit() {
     let checks = Arc::new(Mutex::new(Vec::new()));
