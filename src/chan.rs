@@ -104,11 +104,79 @@ pub struct Sudog {
 
 /// How the first half of a send or receive ended (RawChan::send_begin,
 /// recv_begin): done, or parked on a one-P runtime with the switch left to
-/// the caller (sched::park_switch(g, next)).  Two words (the result sits
-/// in the niche of `g`), returned in registers.
-enum Begun<R> {
-    Done(R),
-    Parked { g: ptr::NonNull<G>, next: *mut G },
+/// the caller (sched::park_switch(g, next)).  Two words, which come back
+/// in two registers (an enum of the results would come back through
+/// memory): `g` null: done, with the outcome's code (Outcome) as the
+/// address of `word`; else parked: `g`, and `word` = next.
+#[derive(Clone, Copy)]
+struct Begun {
+    g: *mut G,
+    word: *mut G,
+}
+
+impl Begun {
+    #[inline(always)]
+    fn done<R: Outcome>(r: R) -> Begun {
+        Begun {
+            g: ptr::null_mut(),
+            word: ptr::without_provenance_mut(r.code()),
+        }
+    }
+
+    #[inline(always)]
+    fn parked(g: *mut G, next: *mut G) -> Begun {
+        Begun { g, word: next }
+    }
+}
+
+/// A result of send or recv as a small number, and back (see Begun).
+trait Outcome: Sized {
+    fn code(self) -> usize;
+    fn from_code(c: usize) -> Self;
+}
+
+/// The ChanError whose discriminant is `c` (the Outcome codes put the
+/// errors after the Ok values).
+fn error_from_code(c: usize) -> ChanError {
+    match c {
+        0 => ChanError::Closed,
+        1 => ChanError::NotInGoroutine,
+        _ => ChanError::EmptySelect,
+    }
+}
+
+impl Outcome for Result<(), ChanError> {
+    #[inline(always)]
+    fn code(self) -> usize {
+        match self {
+            Ok(()) => 0,
+            Err(e) => 1 + e as usize,
+        }
+    }
+    #[inline(always)]
+    fn from_code(c: usize) -> Self {
+        match c {
+            0 => Ok(()),
+            c => Err(error_from_code(c - 1)),
+        }
+    }
+}
+
+impl Outcome for Result<bool, ChanError> {
+    #[inline(always)]
+    fn code(self) -> usize {
+        match self {
+            Ok(ok) => ok as usize,
+            Err(e) => 2 + e as usize,
+        }
+    }
+    #[inline(always)]
+    fn from_code(c: usize) -> Self {
+        match c {
+            0 | 1 => Ok(c == 1),
+            c => Err(error_from_code(c - 2)),
+        }
+    }
 }
 
 impl Sudog {
@@ -492,17 +560,15 @@ impl RawChan {
     unsafe fn send_in(&self, elem: *const u8, s: *mut Sudog) -> Result<(), ChanError> {
         // SAFETY: the caller's guarantee.
         unsafe {
-            match self.send_begin(elem, s) {
-                Begun::Done(r) => r,
-                Begun::Parked { g, next } => {
-                    let g = g.as_ptr();
-                    sched::park_switch(g, next);
-                    if finish_direct(g, s) {
-                        Ok(())
-                    } else {
-                        Err(ChanError::Closed)
-                    }
-                }
+            let b = self.send_begin(elem, s);
+            if b.g.is_null() {
+                return Outcome::from_code(b.word.addr());
+            }
+            sched::park_switch(b.g, b.word);
+            if finish_direct(b.g, s) {
+                Ok(())
+            } else {
+                Err(ChanError::Closed)
             }
         }
     }
@@ -517,11 +583,11 @@ impl RawChan {
     /// # Safety
     /// As for send_in.
     #[inline(never)]
-    unsafe fn send_begin(&self, elem: *const u8, s: *mut Sudog) -> Begun<Result<(), ChanError>> {
+    unsafe fn send_begin(&self, elem: *const u8, s: *mut Sudog) -> Begun {
         let m = m::current_m();
         let g = m::g_on_stack(m);
         if g.is_null() {
-            return Begun::Done(Err(ChanError::NotInGoroutine));
+            return Begun::done(Err::<(), _>(ChanError::NotInGoroutine));
         }
         // SAFETY: g is this thread's running goroutine (m's), on its stack.
         if unsafe { direct_ok(m, g) } {
@@ -532,19 +598,15 @@ impl RawChan {
             // caller's.
             unsafe {
                 if let Some(r) = self.try_send(m, elem) {
-                    return Begun::Done(r);
+                    return Begun::done(r);
                 }
                 s.write(Sudog::direct(g, elem as *mut u8, self, true));
                 self.inner().sendq.enqueue(s);
-                return Begun::Parked {
-                    // SAFETY: not null (checked above).
-                    g: ptr::NonNull::new_unchecked(g),
-                    next: park_prepare(m, g, "chan send", self),
-                };
+                return Begun::parked(g, park_prepare(m, g, "chan send", self));
             }
         }
         // SAFETY: as above.
-        Begun::Done(unsafe { self.send_shared(m, g, elem) })
+        Begun::done(unsafe { self.send_shared(m, g, elem) })
     }
 
     /// send with several Ps (or from a managed goroutine), out of line so
@@ -633,14 +695,12 @@ impl RawChan {
     unsafe fn recv_in(&self, elem: *mut u8, s: *mut Sudog) -> Result<bool, ChanError> {
         // SAFETY: the caller's guarantee.
         unsafe {
-            match self.recv_begin(elem, s) {
-                Begun::Done(r) => r,
-                Begun::Parked { g, next } => {
-                    let g = g.as_ptr();
-                    sched::park_switch(g, next);
-                    Ok(finish_direct(g, s))
-                }
+            let b = self.recv_begin(elem, s);
+            if b.g.is_null() {
+                return Outcome::from_code(b.word.addr());
             }
+            sched::park_switch(b.g, b.word);
+            Ok(finish_direct(b.g, s))
         }
     }
 
@@ -649,11 +709,11 @@ impl RawChan {
     /// # Safety
     /// As for recv_in.
     #[inline(never)]
-    unsafe fn recv_begin(&self, elem: *mut u8, s: *mut Sudog) -> Begun<Result<bool, ChanError>> {
+    unsafe fn recv_begin(&self, elem: *mut u8, s: *mut Sudog) -> Begun {
         let m = m::current_m();
         let g = m::g_on_stack(m);
         if g.is_null() {
-            return Begun::Done(Err(ChanError::NotInGoroutine));
+            return Begun::done(Err::<bool, _>(ChanError::NotInGoroutine));
         }
         // SAFETY: g is this thread's running goroutine (m's), on its stack.
         if unsafe { direct_ok(m, g) } {
@@ -663,19 +723,15 @@ impl RawChan {
             // the caller's.
             unsafe {
                 if let Some(ok) = try_recv(m, self, elem) {
-                    return Begun::Done(Ok(ok));
+                    return Begun::done(Ok::<bool, ChanError>(ok));
                 }
                 s.write(Sudog::direct(g, elem, self, false));
                 self.inner().recvq.enqueue(s);
-                return Begun::Parked {
-                    // SAFETY: not null (checked above).
-                    g: ptr::NonNull::new_unchecked(g),
-                    next: park_prepare(m, g, "chan receive", self),
-                };
+                return Begun::parked(g, park_prepare(m, g, "chan receive", self));
             }
         }
         // SAFETY: as above.
-        Begun::Done(unsafe { self.recv_shared(m, g, elem) })
+        Begun::done(unsafe { self.recv_shared(m, g, elem) })
     }
 
     /// recv with several Ps (or from a managed goroutine), out of line so
@@ -1489,4 +1545,29 @@ pub(crate) unsafe fn waiting_chans(g: &G) -> Vec<*const RawChan> {
     v.sort();
     v.dedup();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ChanError, Outcome};
+
+    /// Every result of send and recv survives Begun's encoding.
+    #[test]
+    fn outcomes_round_trip_through_their_codes() {
+        let errors = [
+            ChanError::Closed,
+            ChanError::NotInGoroutine,
+            ChanError::EmptySelect,
+        ];
+        let mut sends = vec![Ok(())];
+        sends.extend(errors.iter().map(|&e| Err(e)));
+        for r in sends {
+            assert_eq!(<Result<(), ChanError>>::from_code(r.code()), r);
+        }
+        let mut recvs = vec![Ok(false), Ok(true)];
+        recvs.extend(errors.iter().map(|&e| Err(e)));
+        for r in recvs {
+            assert_eq!(<Result<bool, ChanError>>::from_code(r.code()), r);
+        }
+    }
 }
