@@ -74,6 +74,22 @@
         ldr     x29, [\base, #GS_CTX_FP]
 .endm
 
+/* Make the goroutine `next` the one running on the M `m` (what Rust's
+   make_current / execute do): next's status Running (a store-release, as
+   set_status), next.m, m.curg, and the monitor's m.running and
+   m.schedtick (plain: only this M writes them).  Clobbers x9, x10. */
+.macro MAKE_CURRENT next, m
+        mov     w9, #GS_STATUS_RUNNING
+        add     x10, \next, #GS_G_STATUS
+        stlr    w9, [x10]
+        str     \m, [\next, #GS_G_M]
+        str     \next, [\m, #GS_M_CURG]
+        str     \next, [\m, #GS_M_RUNNING]
+        ldr     x9, [\m, #GS_M_SCHEDTICK]
+        add     x9, x9, #1
+        str     x9, [\m, #GS_M_SCHEDTICK]
+.endm
+
 /*
  * void gs_gogo(const Context *ctx)  -- never returns
  *
@@ -235,15 +251,7 @@ gs_yield_native:
         mov     w9, #GS_STATUS_RUNNABLE
         add     x10, x0, #GS_G_STATUS
         stlr    w9, [x10]
-        mov     w9, #GS_STATUS_RUNNING
-        add     x10, x1, #GS_G_STATUS
-        stlr    w9, [x10]
-        str     x2, [x1, #GS_G_M]
-        str     x1, [x2, #GS_M_CURG]
-        str     x1, [x2, #GS_M_RUNNING]
-        ldr     x9, [x2, #GS_M_SCHEDTICK]
-        add     x9, x9, #1
-        str     x9, [x2, #GS_M_SCHEDTICK]
+        MAKE_CURRENT x1, x2
         /* Save g as gs_swapcontext would, and resume next as gs_gogo. */
         add     x0, x0, #GS_G_SCHED
         mov     x9, sp
@@ -278,15 +286,7 @@ gs_yield_native:
            resumes next and only then publishes g in runnext. */
         sub     w4, w4, #1
         str     w4, [x3, #GS_P_TICK]
-        mov     w9, #GS_STATUS_RUNNING
-        add     x10, x1, #GS_G_STATUS
-        stlr    w9, [x10]
-        str     x2, [x1, #GS_G_M]
-        str     x1, [x2, #GS_M_CURG]
-        str     x1, [x2, #GS_M_RUNNING]
-        ldr     x9, [x2, #GS_M_SCHEDTICK]
-        add     x9, x9, #1
-        str     x9, [x2, #GS_M_SCHEDTICK]
+        MAKE_CURRENT x1, x2
         add     x1, x1, #GS_G_SCHED
         mov     x2, x6
         b       gs_switch_publish       /* (g, &next->sched, &p->runnext) */

@@ -151,6 +151,18 @@
 .Lsame_fpcw\@:
 .endm
 
+/* Make the goroutine `next` the one running on the M `m` (what Rust's
+   make_current / execute do, as plain stores: only this M writes them,
+   and no scan claims a native goroutine): next's status Running, next.m,
+   m.curg, and the monitor's m.running and m.schedtick. */
+.macro MAKE_CURRENT next, m
+        mov     dword ptr [\next + GS_G_STATUS], GS_STATUS_RUNNING
+        mov     [\next + GS_G_M], \m
+        mov     [\m + GS_M_CURG], \next
+        mov     [\m + GS_M_RUNNING], \next
+        add     qword ptr [\m + GS_M_SCHEDTICK], 1
+.endm
+
 /* The end of a switch whose jump into the next goroutine its caller makes
    from its own code (gs_yield_native, gs_switch_native; the caller's
    convention is gs_yield_native's): save the context of the goroutine
@@ -437,11 +449,7 @@ gs_yield_native:
 2:      mov     [rcx + GS_P_RUNQ_HEAD], r8
         mov     [rcx + GS_P_RUNQ_TAIL], rdi
         mov     dword ptr [rdi + GS_G_STATUS], GS_STATUS_RUNNABLE
-        mov     dword ptr [rsi + GS_G_STATUS], GS_STATUS_RUNNING
-        mov     [rsi + GS_G_M], rdx
-        mov     [rdx + GS_M_CURG], rsi
-        mov     [rdx + GS_M_RUNNING], rsi
-        add     qword ptr [rdx + GS_M_SCHEDTICK], 1
+        MAKE_CURRENT rsi, rdx
         add     rdi, GS_G_SCHED
         add     rsi, GS_G_SCHED
         SWITCH_AT_SITE
@@ -469,11 +477,7 @@ gs_yield_native:
            queue, until the caller publishes it. */
         dec     eax
         mov     [rcx + GS_P_TICK], eax
-        mov     dword ptr [rsi + GS_G_STATUS], GS_STATUS_RUNNING
-        mov     [rsi + GS_G_M], rdx
-        mov     [rdx + GS_M_CURG], rsi
-        mov     [rdx + GS_M_RUNNING], rsi
-        add     qword ptr [rdx + GS_M_SCHEDTICK], 1
+        MAKE_CURRENT rsi, rdx
         /* Save g (as the one-P path), load next, hand the caller the slot. */
         lea     r8, [rdi + GS_G_SCHED]
         mov     [r8 + GS_CTX_PC], r11

@@ -641,16 +641,8 @@ fn cycles_during(start: fn() -> PingPong) -> (u64, std::time::Duration) {
 /// channel ping-pong (park_pick / park_direct_slow).
 #[test]
 fn the_automatic_trigger_starts_a_cycle_during_a_channel_ping_pong() {
-    use gstack::chan::Chan;
     let (cycles, after) = cycles_during(|| {
-        let ping: Chan<u64> = Chan::new(0);
-        let pong: Chan<u64> = Chan::new(0);
-        let (p2, q2) = (ping.clone(), pong.clone());
-        gstack::spawn(move || {
-            while let Some(v) = p2.recv().unwrap() {
-                q2.send(v + 1).unwrap();
-            }
-        });
+        let (ping, pong) = common::incrementing_partner();
         let p3 = ping.clone();
         PingPong {
             round: Box::new(move |r| {

@@ -402,14 +402,7 @@ fn a_channel_ping_pong_does_not_starve_the_queue() {
                 gstack::yield_now();
             }
         });
-        let ping: Chan<u64> = Chan::new(0);
-        let pong: Chan<u64> = Chan::new(0);
-        let (p2, q2) = (ping.clone(), pong.clone());
-        gstack::spawn(move || {
-            while let Some(v) = p2.recv().unwrap() {
-                q2.send(v + 1).unwrap();
-            }
-        });
+        let (ping, pong) = common::incrementing_partner();
         ping.send(0).unwrap();
         pong.recv().unwrap();
         let before = turns.load(Ordering::Relaxed) as u64;

@@ -97,3 +97,18 @@ pub fn rounds_to_nearest() -> bool {
     let (one, two, three) = (black_box(1.0f64), black_box(2.0f64), black_box(3.0f64));
     one / three == 1.0 / 3.0 && -one / three == -1.0 / 3.0 && two / three == 2.0 / 3.0
 }
+
+/// Two unbuffered channels and a goroutine (spawned here) that answers
+/// every value v sent on the first with v + 1 on the second, until the
+/// first is closed: (ping, pong).  Call it on a goroutine.
+pub fn incrementing_partner() -> (gstack::chan::Chan<u64>, gstack::chan::Chan<u64>) {
+    let ping = gstack::chan::Chan::new(0);
+    let pong = gstack::chan::Chan::new(0);
+    let (p2, q2) = (ping.clone(), pong.clone());
+    gstack::spawn(move || {
+        while let Some(v) = p2.recv().unwrap() {
+            q2.send(v + 1).unwrap();
+        }
+    });
+    (ping, pong)
+}
