@@ -390,11 +390,19 @@ gs_switch_native:
  *
  *   register  holds
  *   rdx       m      (from TLS)
- *   rdi       g      (m->curg; then &g->sched)
- *   rcx       p      (m->p)
- *   rsi       next   (p->runq.head; then &next->sched)
- *   r8        the queue's new head
+ *   rdi       g      (m->curg; one P: then &g->sched)
+ *   rcx       p      (m->p; several Ps, on return: &p->runnext)
+ *   rsi       next   (p->runq.head or what was in runnext; then
+ *                     &next->sched)
+ *   r8        one P: the queue's new head; several Ps: &g->sched
+ *   r9        several Ps: &p->runnext
  *   r11       the caller's resume pc
+ *
+ * (Between the stack switch and the jump -- at the caller's `mov rsp, rdx`
+ * and after LOAD_CALLEE here -- the CFI of the code around still
+ * describes the goroutine we leave: an asynchronous unwinder sampling
+ * exactly there walks the wrong stack.  gs_switch_publish and
+ * gs_switch_native share that window.)
  */
         .globl  gs_yield_native
         .hidden gs_yield_native

@@ -1065,8 +1065,10 @@ impl Sched {
             stack_in_use: s.in_use,
             stack_sys: s.sys,
             stack_cached: s.cached,
-            // alive first (Acquire, pairing with the fetch_sub of a flush):
-            // an exit already taken off it then reads as flushed below.
+            // alive first (Acquire, pairing with the fetch_sub of a flush
+            // and the Release fetch_add of a spawn): an exit already taken
+            // off it then reads as flushed below, and exits a spawn
+            // consumed before an increment we see read as consumed.
             goroutines_alive: self.alive.load(Ordering::Acquire).saturating_sub(
                 self.ps
                     .iter()
@@ -1333,7 +1335,10 @@ impl Sched {
             if pending != 0 {
                 p.exits.store(pending - 1, Ordering::Relaxed);
             } else {
-                self.alive.fetch_add(1, Ordering::Relaxed);
+                // Release: a stats() reader that sees this count sees the
+                // exits stores before it, which it subtracts (else, on
+                // aarch64, a stale larger exits could under-count).
+                self.alive.fetch_add(1, Ordering::Release);
             }
             P::bump(&p.spawned);
         }
@@ -1619,18 +1624,26 @@ impl Sched {
         }
     }
 
+    /// Whether the monitor's trigger asked for a cycle and none runs (a
+    /// user's gc() may run one while gc_wanted is still set).
+    #[inline]
+    fn cycle_wanted(&self) -> bool {
+        self.gc_wanted.load(Ordering::Relaxed) && !self.cycle_active()
+    }
+
     /// Start the cycle the monitor's trigger asked for, if one is wanted
     /// and none runs: its workers run like any goroutine (one per P);
     /// nobody waits for it.  On g0 of an M of this Sched: schedule, and
     /// gs_park_yield (a yield's way through g0).  The switches that bypass
-    /// both go through g0 when a cycle is wanted, on the turns they leave
-    /// to the slow path (the global queue's, every GLOBAL_CHECK_EVERY
-    /// schedules): park_direct_slow, yield_switch, exit_fast.
+    /// both go through g0 when a cycle is wanted whenever they leave the
+    /// choice to Rust's slower path -- at the latest on the global queue's
+    /// turn, every GLOBAL_CHECK_EVERY schedules: park_direct_slow,
+    /// yield_switch; exit_fast steps aside.
     ///
     /// # Safety
     /// On the system stack of an M of this Sched holding a P.
     unsafe fn start_wanted_cycle(&self) {
-        if self.gc_wanted.load(Ordering::Relaxed) && !self.cycle_active() {
+        if self.cycle_wanted() {
             self.gc_wanted.store(false, Ordering::Relaxed);
             // SAFETY: the caller's guarantee.
             unsafe { self.start_background_cycle() };
@@ -1832,7 +1845,7 @@ pub(crate) unsafe fn yield_switch(m: *mut M, g: *mut G) {
                 next
             }
             None => {
-                if sched.gc_wanted.load(Ordering::Relaxed) {
+                if sched.cycle_wanted() {
                     // Through g0, which starts the cycle (see
                     // start_wanted_cycle), then requeues g.
                     crate::trampoline::mcall(g, gs_park_yield);
@@ -1944,7 +1957,13 @@ unsafe fn make_current(m: *mut M, next: *mut G) {
         (*m).note_running(next);
         if (*next).in_syscall != 0 {
             // As execute: it resumes inside its system call, where its P
-            // may be handed off.
+            // may be handed off.  (A known window, on the direct paths
+            // only: from here until the switch has saved the goroutine we
+            // leave, the monitor may hand the P to another M, which could
+            // resume that goroutine if it were woken meanwhile -- after a
+            // stall of a monitor tick at this spot.  park_pick takes no
+            // such `next`; switch_direct's callers still may.  execute,
+            // on g0, has no such window.)
             (*(*m).p.load(Ordering::Relaxed))
                 .state
                 .store(P_SYSCALL, Ordering::Release);
@@ -1983,10 +2002,26 @@ pub(crate) unsafe fn park_pick(m: *mut M) -> *mut G {
         let p = &*(*m).p.load(Ordering::Relaxed);
         let left = p.tick.load(Ordering::Relaxed);
         if left != 0 {
-            if let Some(next) = p.take_next_unshared().or_else(|| p.runq_pop_unshared()) {
+            let in_next = p.runnext.load(Ordering::Relaxed);
+            let cand = if in_next.is_null() {
+                (*p.runq.get()).head
+            } else {
+                in_next
+            };
+            // Not one that resumes inside a system call: make_current
+            // would mark the P P_SYSCALL (the monitor may then hand it to
+            // another M) while we are still on g's stack, g unsaved; the
+            // slow path's switch_direct has that window too (see there),
+            // execute on g0 does not.
+            if !cand.is_null() && (*cand).in_syscall == 0 {
+                if in_next.is_null() {
+                    p.runq_pop_unshared();
+                } else {
+                    p.take_next_unshared();
+                }
                 p.tick.store(left - 1, Ordering::Relaxed);
-                make_current(m, next);
-                return next;
+                make_current(m, cand);
+                return cand;
             }
         }
         ptr::null_mut()
@@ -2051,7 +2086,7 @@ unsafe fn park_direct_slow(m: *mut M, g: *mut G) {
     // SAFETY: the caller's guarantee.
     unsafe {
         let sched = &*(*m).sched;
-        if sched.gc_wanted.load(Ordering::Relaxed) {
+        if sched.cycle_wanted() {
             // Through the scheduler, which starts the cycle.
             crate::trampoline::mcall(g, gs_park_schedule);
             return;

@@ -594,12 +594,15 @@ struct PingPong {
     finish: Box<dyn FnOnce()>,
 }
 
-/// Start a `PingPong` after parking 160 native goroutines with 64 KiB
-/// stacks (10 MiB in use, past twice the 4 MiB floor) on a one-P runtime
+/// The stack of a ping-pong partner: 12 MiB, past twice the 4 MiB floor,
+/// so that its spawn alone sets the trigger off (the monitor notices
+/// within a millisecond), and nothing but the ping-pong runs after it.
+const BIG_STACK: usize = 12 << 20;
+
+/// Start a `PingPong` (whose partner has a BIG_STACK) on a one-P runtime
 /// with the automatic trigger on, and run rounds until a cycle has run or
 /// 5 s have passed: the cycles seen, and when.
 fn cycles_during(start: fn() -> PingPong) -> (u64, std::time::Duration) {
-    use gstack::chan::Chan;
     use std::time::{Duration, Instant};
     let r = Runtime::new(Config {
         procs: 1,
@@ -610,14 +613,6 @@ fn cycles_during(start: fn() -> PingPong) -> (u64, std::time::Duration) {
     let seen = Arc::new(Mutex::new(None));
     let s2 = seen.clone();
     r.run(move || {
-        let parked: Chan<u64> = Chan::new(0);
-        for _ in 0..160 {
-            let c = parked.clone();
-            gstack::spawn(move || {
-                let _ = c.recv();
-            });
-        }
-        gstack::yield_now();
         assert_eq!(gstack::stats().unwrap().gc_cycles, 0);
         let PingPong { mut round, finish } = start();
         let t0 = Instant::now();
@@ -628,7 +623,6 @@ fn cycles_during(start: fn() -> PingPong) -> (u64, std::time::Duration) {
         }
         *s2.lock().unwrap() = Some((gstack::stats().unwrap().gc_cycles, t0.elapsed()));
         finish();
-        parked.close().unwrap();
     });
     let seen = seen.lock().unwrap().unwrap();
     seen
@@ -637,12 +631,13 @@ fn cycles_during(start: fn() -> PingPong) -> (u64, std::time::Duration) {
 /// The trigger's cycle starts even while every switch on the one P is a
 /// direct one, with no trip through the scheduler loop (where a wanted
 /// cycle used to be started only): the parking and yielding paths go
-/// through g0 when a cycle is wanted, on the global queue's turns.  Here a
-/// channel ping-pong (park_pick / park_direct_slow).
+/// through g0 when a cycle is wanted, at the latest on the global queue's
+/// turns.  Here a channel ping-pong: only park_direct_slow can start it.
 #[test]
 fn the_automatic_trigger_starts_a_cycle_during_a_channel_ping_pong() {
     let (cycles, after) = cycles_during(|| {
-        let (ping, pong) = common::incrementing_partner();
+        let (ping, pong) =
+            common::incrementing_partner_on(Builder::new().stack_size(BIG_STACK));
         let p3 = ping.clone();
         PingPong {
             round: Box::new(move |r| {
@@ -658,18 +653,22 @@ fn the_automatic_trigger_starts_a_cycle_during_a_channel_ping_pong() {
 }
 
 /// As above, with two goroutines yielding to each other (the assembly
-/// fast path, and yield_switch on the global queue's turns).
+/// fast path, and yield_switch on the global queue's turns): only
+/// gs_park_yield can start it.
 #[test]
 fn the_automatic_trigger_starts_a_cycle_during_a_yield_ping_pong() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let (cycles, after) = cycles_during(|| {
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
-        gstack::spawn(move || {
-            while !s2.load(Ordering::Relaxed) {
-                gstack::yield_now();
-            }
-        });
+        Builder::new()
+            .stack_size(BIG_STACK)
+            .spawn(move || {
+                while !s2.load(Ordering::Relaxed) {
+                    gstack::yield_now();
+                }
+            })
+            .unwrap();
         PingPong {
             round: Box::new(|_| {
                 for _ in 0..1000 {

@@ -102,13 +102,37 @@ pub fn rounds_to_nearest() -> bool {
 /// every value v sent on the first with v + 1 on the second, until the
 /// first is closed: (ping, pong).  Call it on a goroutine.
 pub fn incrementing_partner() -> (gstack::chan::Chan<u64>, gstack::chan::Chan<u64>) {
+    incrementing_partner_on(gstack::Builder::new())
+}
+
+/// As incrementing_partner, the goroutine spawned with `b`.
+pub fn incrementing_partner_on(
+    b: gstack::Builder,
+) -> (gstack::chan::Chan<u64>, gstack::chan::Chan<u64>) {
     let ping = gstack::chan::Chan::new(0);
     let pong = gstack::chan::Chan::new(0);
     let (p2, q2) = (ping.clone(), pong.clone());
-    gstack::spawn(move || {
+    b.spawn(move || {
         while let Some(v) = p2.recv().unwrap() {
             q2.send(v + 1).unwrap();
         }
-    });
+    })
+    .unwrap();
     (ping, pong)
+}
+
+/// Whether the x87 FPU rounds to nearest (rounding control, bits 10-11 of
+/// its control word, is 0): the other half of what
+/// gstack::testing::callee_saved_survive changes on x86-64 (see
+/// rounds_to_nearest).  Always true elsewhere.
+pub fn x87_rounds_to_nearest() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut cw: u16 = 0;
+        // SAFETY: stores the x87 control word into cw; nothing else.
+        unsafe { core::arch::asm!("fnstcw [{}]", in(reg) &mut cw, options(nostack)) };
+        cw & 0x0c00 == 0
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    true
 }
