@@ -32,6 +32,9 @@
  * Indirect tail calls go through x16 so that a `bti c` landing pad accepts
  * them.  The object is marked BTI-compatible in .note.gnu.property.
  *
+ * chan_wake and in_syscall are adjacent bytes (src/abi.rs checks it):
+ * gs_yield_native tests both with one 16-bit load.
+ *
  * G fields used: stack_lo 0, stack_hi 8, m 24, sched 32 (a Context),
  * by gs_yield_native schedlink, status, chan_wake, in_syscall, kind, and
  * by gs_switch_publish status.
@@ -231,10 +234,8 @@ gs_yield_native:
         cbz     w4, 8f                  /* the global queue's turn */
         ldr     x1, [x3, #GS_P_RUNQ_HEAD]
         cbz     x1, 8f                  /* local queue empty: maybe global */
-        ldrb    w9, [x1, #GS_G_CHAN_WAKE]
-        cbnz    w9, 8f                  /* a channel wake-up to finish */
-        ldrb    w9, [x1, #GS_G_INSYSCALL]
-        cbnz    w9, 8f                  /* resumes in a system call */
+        ldrh    w9, [x1, #GS_G_CHAN_WAKE] /* and in_syscall, the next byte */
+        cbnz    w9, 8f                  /* a wake-up to finish, or resumes in a system call */
         /* Committed: rotate the queue (g to the back, next off the front). */
         sub     w4, w4, #1
         str     w4, [x3, #GS_P_TICK]
@@ -273,10 +274,8 @@ gs_yield_native:
         stxr    w9, x7, [x6]
         cbnz    w9, 3b
         cbz     x1, 6f
-        ldrb    w9, [x1, #GS_G_CHAN_WAKE]
-        cbnz    w9, 7f                  /* a channel wake-up to finish */
-        ldrb    w9, [x1, #GS_G_INSYSCALL]
-        cbnz    w9, 7f                  /* resumes in a system call */
+        ldrh    w9, [x1, #GS_G_CHAN_WAKE] /* and in_syscall, the next byte */
+        cbnz    w9, 7f                  /* a wake-up to finish, or resumes in a system call */
         ldrb    w9, [x1, #GS_G_KIND]
         cmp     w9, #GS_KIND_NATIVE
         b.ne    7f                      /* managed: a status CAS, in Rust */

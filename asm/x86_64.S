@@ -29,6 +29,9 @@
  * compiler has already saved whatever it needs before calling us.  The
  * direction flag is clear at every call and stays clear here.
  *
+ * chan_wake and in_syscall are adjacent bytes (src/abi.rs checks it):
+ * gs_yield_native tests both with one 16-bit compare.
+ *
  * G fields used: stack_lo 0, stack_hi 8, m 24, sched 32 (a Context),
  * by gs_yield_native schedlink, status, chan_wake, in_syscall, kind, and
  * by gs_switch_publish status.
@@ -437,10 +440,8 @@ gs_yield_native:
         mov     rsi, [rcx + GS_P_RUNQ_HEAD]
         test    rsi, rsi
         jz      8f                      /* local queue empty: maybe global */
-        cmp     byte ptr [rsi + GS_G_CHAN_WAKE], 0
-        jne     8f                      /* a channel wake-up to finish */
-        cmp     byte ptr [rsi + GS_G_INSYSCALL], 0
-        jne     8f                      /* resumes in a system call */
+        cmp     word ptr [rsi + GS_G_CHAN_WAKE], 0
+        jne     8f                      /* a wake-up to finish, or resumes in a system call */
         /* Committed: rotate the queue (g to the back, next off the front). */
         dec     eax
         mov     [rcx + GS_P_TICK], eax
@@ -473,10 +474,8 @@ gs_yield_native:
         xchg    [rcx + GS_P_RUNNEXT], rsi  /* ours, unless a thief took it */
         test    rsi, rsi
         jz      6f
-        cmp     byte ptr [rsi + GS_G_CHAN_WAKE], 0
-        jne     7f                      /* a channel wake-up to finish */
-        cmp     byte ptr [rsi + GS_G_INSYSCALL], 0
-        jne     7f                      /* resumes in a system call */
+        cmp     word ptr [rsi + GS_G_CHAN_WAKE], 0
+        jne     7f                      /* a wake-up to finish, or resumes in a system call */
         cmp     byte ptr [rsi + GS_G_KIND], GS_KIND_NATIVE
         jne     7f                      /* managed: a status CAS, in Rust */
         /* Committed (yield_shared's order): tick, next's status (a plain

@@ -35,6 +35,10 @@ assert_offset!(G, schedlink, GS_G_SCHEDLINK);
 assert_offset!(G, chan_wake, GS_G_CHAN_WAKE);
 assert_offset!(G, status, GS_G_STATUS);
 assert_offset!(G, in_syscall, GS_G_INSYSCALL);
+const _: () = assert!(
+    GS_G_INSYSCALL == GS_G_CHAN_WAKE + 1 && GS_G_CHAN_WAKE % 2 == 0,
+    "gs_yield_native reads G.chan_wake and G.in_syscall as one aligned 16-bit word"
+);
 assert_offset!(G, extra, GS_G_EXTRA);
 const _: () = assert!(
     size_of::<G>() == GS_G_SIZE,
