@@ -1438,7 +1438,10 @@ impl<T: Copy + Send + 'static> Chan<T> {
     pub fn send(&self, v: T) -> Result<(), ChanError> {
         let mut s = MaybeUninit::<Sudog>::uninit();
         // SAFETY: v and s live in this frame until send returns.
-        unsafe { self.raw.send_in(&v as *const T as *const u8, s.as_mut_ptr()) }
+        unsafe {
+            self.raw
+                .send_in(&v as *const T as *const u8, s.as_mut_ptr())
+        }
     }
 
     /// Receive a value, or None when the channel is closed and empty.
@@ -1449,7 +1452,10 @@ impl<T: Copy + Send + 'static> Chan<T> {
         let mut s = MaybeUninit::<Sudog>::uninit();
         // SAFETY: v has room for a T; the channel writes a whole T (or
         // zeroes) before recv returns; s lives in this frame until then.
-        let ok = unsafe { self.raw.recv_in(v.as_mut_ptr() as *mut u8, s.as_mut_ptr())? };
+        let ok = unsafe {
+            self.raw
+                .recv_in(v.as_mut_ptr() as *mut u8, s.as_mut_ptr())?
+        };
         // SAFETY: written (or zeroed, and then not returned).
         Ok(ok.then(|| unsafe { v.assume_init() }))
     }

@@ -636,8 +636,7 @@ fn cycles_during(start: fn() -> PingPong) -> (u64, std::time::Duration) {
 #[test]
 fn the_automatic_trigger_starts_a_cycle_during_a_channel_ping_pong() {
     let (cycles, after) = cycles_during(|| {
-        let (ping, pong) =
-            common::incrementing_partner_on(Builder::new().stack_size(BIG_STACK));
+        let (ping, pong) = common::incrementing_partner_on(Builder::new().stack_size(BIG_STACK));
         let p3 = ping.clone();
         PingPong {
             round: Box::new(move |r| {
