@@ -391,6 +391,35 @@ impl P {
         g
     }
 
+    /// One P only: the goroutine the first step of find_runnable takes --
+    /// runnext (a goroutine a channel woke), else the queue's head --
+    /// looked at first, and taken only when `ok` accepts it (the direct
+    /// switches leave the rest to slower paths).
+    ///
+    /// # Safety
+    /// Called by this P's M; the P is not shared.
+    #[inline(always)]
+    unsafe fn take_first_unshared_if(&self, ok: impl FnOnce(&G) -> bool) -> Option<*mut G> {
+        let in_next = self.runnext.load(Ordering::Relaxed);
+        // SAFETY: unshared: only this P's M touches runnext and the queue,
+        // and what they hold is live.
+        unsafe {
+            let g = if in_next.is_null() {
+                (*self.runq.get()).head
+            } else {
+                in_next
+            };
+            if g.is_null() || !ok(&*g) {
+                return None;
+            }
+            if in_next.is_null() {
+                self.runq_pop_unshared()
+            } else {
+                self.take_next_unshared()
+            }
+        }
+    }
+
     /// One P only (an unshared queue): put `g` at the back and take the
     /// goroutine at the front, in one pass; None (and g not queued) when
     /// the queue is empty.  The length does not change.
@@ -2002,26 +2031,15 @@ pub(crate) unsafe fn park_pick(m: *mut M) -> *mut G {
         let p = &*(*m).p.load(Ordering::Relaxed);
         let left = p.tick.load(Ordering::Relaxed);
         if left != 0 {
-            let in_next = p.runnext.load(Ordering::Relaxed);
-            let cand = if in_next.is_null() {
-                (*p.runq.get()).head
-            } else {
-                in_next
-            };
             // Not one that resumes inside a system call: make_current
             // would mark the P P_SYSCALL (the monitor may then hand it to
             // another M) while we are still on g's stack, g unsaved; the
             // slow path's switch_direct has that window too (see there),
             // execute on g0 does not.
-            if !cand.is_null() && (*cand).in_syscall == 0 {
-                if in_next.is_null() {
-                    p.runq_pop_unshared();
-                } else {
-                    p.take_next_unshared();
-                }
+            if let Some(next) = p.take_first_unshared_if(|c| c.in_syscall == 0) {
                 p.tick.store(left - 1, Ordering::Relaxed);
-                make_current(m, cand);
-                return cand;
+                make_current(m, next);
+                return next;
             }
         }
         ptr::null_mut()
@@ -2166,21 +2184,10 @@ pub(crate) unsafe fn exit_fast(g: *mut G) {
             next
         } else {
             // runnext (a goroutine woken by a channel), else the queue's
-            // head: looked at, then taken once it needs nothing more.
-            let in_next = p.runnext.load(Ordering::Relaxed);
-            let next = if in_next.is_null() {
-                (*p.runq.get()).head
-            } else {
-                in_next
-            };
-            if next.is_null() || (*next).chan_wake || (*next).in_syscall != 0 {
+            // head, if it needs nothing more before it resumes.
+            let Some(next) = p.take_first_unshared_if(|c| !c.chan_wake && c.in_syscall == 0) else {
                 return;
-            }
-            if in_next.is_null() {
-                p.runq_pop_unshared();
-            } else {
-                p.take_next_unshared();
-            }
+            };
             // One P: no scan holds it now (they run on this M).
             (*next).set_status(Status::Running);
             next
