@@ -377,8 +377,9 @@ fn a_yielded_goroutine_in_runnext_is_resumed_by_the_other_m_when_this_one_is_bus
             let rounding = Arc::new(Mutex::new(None));
             let rn2 = rounding.clone();
             gstack::spawn(move || {
-                *st2.lock().unwrap() = Some(std::thread::current().id());
+                // The rounding first: main reads it once it sees the thread.
                 *rn2.lock().unwrap() = Some(rounds_to_nearest() && x87_rounds_to_nearest());
+                *st2.lock().unwrap() = Some(std::thread::current().id());
                 spin_until(
                     Duration::from_secs(10),
                     || r2.load(Ordering::SeqCst),
